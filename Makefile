@@ -1,0 +1,28 @@
+# Two commands set everything up on a fresh machine:
+#   make study   - create .venv, install, run the default CPU study end to end
+#   make test    - create .venv, install, run the test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: study test venv clean
+
+venv: $(STAMP)
+
+# Reinstall only when the requirement files or pyproject change (idempotent, quick otherwise).
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+study: $(STAMP)
+	$(VENV)/bin/jaxseq study
+
+clean:
+	rm -rf $(VENV)
