@@ -1,0 +1,152 @@
+"""`jaxseq bench ops`: jaxseq's LSTM and attention training steps against torch, in one process.
+
+    jaxseq bench ops [--quick] [--out profiles/cpu-2core/bench_ops.jsonl]
+
+Cases (float32, forward + backward wrt parameters and inputs of a mean loss):
+- LSTM, batch 32, input = hidden = 256, T in {256, 1024}: jaxseq `lstm_scan` and flax
+  `nnx.RNN(OptimizedLSTMCell)` against `torch.nn.LSTM`;
+- causal attention, batch 8, d_model 256, 4 heads, T in {1024, 2048, 4096}: every jaxseq backend
+  against torch `scaled_dot_product_attention`.
+Each case times its torch anchor first, in the same process and minutes as the JAX runs, so the ratio
+is comparable even when the machine's load moves (the load is printed beside every row).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TARGETS", "run_ops_bench", "add_parser"]
+
+# (case, T, impl, minimum tokens/s ratio vs the anchor): the project's goals for these ops.
+TARGETS = (("lstm", 1024, "lstm", 1.2), ("attention", 2048, "attn-blockwise", 1.0))
+
+_COLUMNS = [("case", "case"), ("seq_len", "T"), ("impl", "impl"), ("status", "status"),
+            ("ms", "median ms"), ("min_ms", "min ms"), ("ktok_s", "ktok/s"), ("ratio", "x anchor"),
+            ("temp_mb", "XLA temp MB"), ("rss_mb", "RSS peak MB"), ("compile_s", "compile s"),
+            ("load", "load 1m")]
+
+
+def _cases(args: argparse.Namespace) -> list[tuple[str, int, list[dict[str, Any]]]]:
+    """[(case, T, [anchor point, jax points...])]."""
+    from jaxseq.bench.workloads import attention_backends
+    import jax
+
+    lstm_T = args.lstm_lengths or ((128, 256) if args.quick else (256, 1024))
+    attn_T = args.attn_lengths or ((256, 512) if args.quick else (1024, 2048, 4096))
+    backends = args.backends or [b for b in attention_backends()
+                                 if b != "cudnn" or jax.default_backend() == "gpu"]
+    common = {"width": args.width, "dtype": args.dtype, "mode": "train"}
+    cases = []
+    for T in lstm_T:
+        base = {**common, "seq_len": T, "batch": args.lstm_batch}
+        cases.append(("lstm", T, [{**base, "model": m} for m in ("torch-lstm", "lstm", "flax-lstm")]))
+    for T in attn_T:
+        base = {**common, "seq_len": T, "batch": args.attn_batch, "heads": args.heads}
+        models = ["torch-sdpa"] + [f"attn-{b}" for b in backends]
+        cases.append(("attention", T, [{**base, "model": m} for m in models]))
+    return cases
+
+
+def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Time every case; return one row per (case, T, impl) with the ratio to that case's anchor."""
+    from jaxseq.bench.sweep import classify_exception, environment_info
+    from jaxseq.bench.workloads import build_workload, measure_workload
+
+    rows = []
+    out = Path(args.out) if args.out else None
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    for case, T, points in _cases(args):
+        anchor_tps = None
+        for i, point in enumerate(points):
+            row: dict[str, Any] = {"case": case, "seq_len": T, "impl": point["model"]}
+            try:
+                w = build_workload(point)
+                res = measure_workload(w, warmup=args.warmup, repeats=args.repeats,
+                                       dtype=point["dtype"])
+                row["status"] = "ok"
+            except Exception as e:  # one failing impl (OOM at long T) must not stop the table
+                res, row["status"] = {"message": f"{type(e).__name__}: {e}"[:500]}, \
+                    classify_exception(e)
+            tps = res.get("tokens_per_s")
+            if i == 0:
+                anchor_tps = tps
+            mem = res.get("memory") or {}
+            row.update(
+                ms=res.get("median_s") and res["median_s"] * 1e3,
+                min_ms=res.get("min_s") and res["min_s"] * 1e3,
+                ktok_s=tps and tps / 1e3,
+                ratio=(tps / anchor_tps) if tps and anchor_tps else None,
+                temp_mb=mem.get("temp_bytes") and mem["temp_bytes"] / 2**20,
+                rss_mb=res.get("peak_rss_bytes") and res["peak_rss_bytes"] / 2**20,
+                compile_s=res.get("compile_s"),
+                load=(res.get("load_before") or [None])[0],
+            )
+            rows.append(row)
+            if out:
+                record = {"bench": "ops", "case": case, "anchor": points[0]["model"],
+                          "ratio_vs_anchor": row["ratio"], "status": row["status"],
+                          "point": point, "result": res, **environment_info()}
+                with out.open("a") as f:
+                    f.write(json.dumps(record, default=str) + "\n")
+            if args.verbose:
+                print(f"  {case} T={T} {point['model']}: {row['status']} "
+                      f"{row['ms'] and round(row['ms'], 2)} ms", flush=True)
+    return rows
+
+
+def target_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per target: measured ratio and whether it is met."""
+    lines = []
+    for case, T, impl, goal in TARGETS:
+        match = [r for r in rows if r["case"] == case and r["seq_len"] == T and r["impl"] == impl]
+        anchor = "torch.nn.LSTM" if case == "lstm" else "torch SDPA"
+        head = f"target: {impl} >= {goal:.1f}x {anchor} tokens/s at T={T}: "
+        if not match or match[0]["ratio"] is None:
+            lines.append(head + "not measured in this run")
+        else:
+            r = match[0]["ratio"]
+            lines.append(head + f"{r:.2f}x ({'met' if r >= goal else 'NOT met'})")
+    return lines
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from jaxseq.bench.timing import format_table, machine_load
+    import jax
+
+    if args.target != "ops":  # pragma: no cover - argparse choices guard this
+        raise ValueError(f"unknown bench target {args.target!r}")
+    print(f"jaxseq bench ops on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
+          f"{os.cpu_count()} CPUs, load {machine_load()}", flush=True)
+    rows = run_ops_bench(args)
+    print(format_table(rows, _COLUMNS))
+    for line in target_lines(rows):
+        print(line)
+    if args.out:
+        print(f"records appended to {args.out}")
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `jaxseq bench ops`."""
+    p = subparsers.add_parser("bench", help="op benchmarks against torch anchors (bench ops)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("target", choices=("ops",), help="what to benchmark")
+    p.add_argument("--quick", action="store_true", help="shorter sequences (LSTM 128/256, "
+                   "attention 256/512)")
+    p.add_argument("--out", help="append one JSON line per measurement to this file")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--lstm-lengths", type=int, nargs="+", help="override the LSTM lengths")
+    p.add_argument("--attn-lengths", type=int, nargs="+", help="override the attention lengths")
+    p.add_argument("--backends", nargs="+", help="attention backends (default: all available)")
+    p.add_argument("--width", type=int, default=256, help="LSTM input = hidden; attention d_model")
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--lstm-batch", type=int, default=32)
+    p.add_argument("--attn-batch", type=int, default=8)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--verbose", action="store_true", help="print each measurement as it finishes")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,132 @@
+"""Character-level language modelling data: Tiny Shakespeare, a char vocabulary, deterministic batches.
+
+Batches are a pure function of (seed, step): a run restarted from a checkpoint at step `s` sees exactly
+the batches an uninterrupted run would, so the data position to checkpoint is just the step.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+#: sha256 of karpathy/char-rnn data/tinyshakespeare/input.txt (see data/tinyshakespeare/README.md).
+TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+#: The file inside the repository: jaxseq/data/charlm.py -> <repo>/data/tinyshakespeare/input.txt.
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "data" / "tinyshakespeare" / "input.txt"
+TRAIN_FRACTION = 0.9
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CharVocab:
+    """Sorted distinct characters of a text; id = position in `chars`."""
+
+    chars: str
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharVocab":
+        return cls("".join(sorted(set(text))))
+
+    @property
+    def size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.chars)}
+        unknown = sorted(set(text) - index.keys())
+        if unknown:
+            raise ValueError(f"text: characters {unknown!r} are not in the vocabulary")
+        return np.fromiter((index[c] for c in text), dtype=np.int32, count=len(text))
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in np.asarray(ids).reshape(-1))
+
+
+@dataclass(frozen=True)
+class CharLMData:
+    """Encoded train/validation token streams (int32) and their vocabulary."""
+
+    train: np.ndarray
+    valid: np.ndarray
+    vocab: CharVocab
+
+    @property
+    def vocab_size(self) -> int:
+        return self.vocab.size
+
+
+def from_text(text: str, *, train_fraction: float = TRAIN_FRACTION) -> CharLMData:
+    """Split `text` (first `train_fraction` of characters train, the rest validate) and encode it."""
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train_fraction: expected a value in (0, 1), got {train_fraction}")
+    vocab = CharVocab.from_text(text)
+    ids = vocab.encode(text)
+    n = int(len(ids) * train_fraction)
+    return CharLMData(train=ids[:n], valid=ids[n:], vocab=vocab)
+
+
+def load_tinyshakespeare(path: str | Path | None = None, *, verify: bool = True) -> CharLMData:
+    """Load Tiny Shakespeare, check its sha256, and split it 90/10."""
+    path = Path(path) if path is not None else DEFAULT_PATH
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: Tiny Shakespeare not found (expected the file with sha256 {TINYSHAKESPEARE_SHA256}; "
+            "see data/tinyshakespeare/README.md)"
+        )
+    if verify:
+        digest = sha256_file(path)
+        if digest != TINYSHAKESPEARE_SHA256:
+            raise ValueError(
+                f"{path}: sha256 {digest} does not match the expected Tiny Shakespeare checksum "
+                f"{TINYSHAKESPEARE_SHA256}"
+            )
+    return from_text(path.read_text(encoding="utf-8"))
+
+
+def batch_at(tokens: np.ndarray, *, seed: int, step: int, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
+    """The training batch of `step`: `batch_size` random windows of `seq_len + 1` tokens.
+
+    Random offsets come from numpy's generator seeded with (seed, step), so the batch depends on nothing
+    else (no iterator state to checkpoint). Returns {"inputs", "targets"} int32 [batch, seq_len].
+    """
+    if seq_len < 1 or batch_size < 1:
+        raise ValueError(f"batch_size/seq_len: expected positive values, got {batch_size}/{seq_len}")
+    if len(tokens) < seq_len + 2:
+        raise ValueError(f"seq_len: {seq_len} is too long for a token stream of length {len(tokens)}")
+    rng = np.random.default_rng([int(seed), int(step)])
+    offsets = rng.integers(0, len(tokens) - seq_len - 1, size=batch_size)
+    windows = tokens[offsets[:, None] + np.arange(seq_len + 1)[None, :]]
+    return {"inputs": windows[:, :-1].astype(np.int32), "targets": windows[:, 1:].astype(np.int32)}
+
+
+def eval_batches(
+    tokens: np.ndarray, *, batch_size: int, seq_len: int, max_batches: int | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """Non-overlapping windows over `tokens` in order (the same every time), `batch_size` per batch.
+
+    Only whole batches are produced, so every eval batch has the same shape (one compilation).
+    """
+    n_windows = (len(tokens) - 1) // seq_len
+    n_batches = n_windows // batch_size
+    if max_batches is not None:
+        n_batches = min(n_batches, max_batches)
+    if n_batches == 0:
+        raise ValueError(
+            f"eval: the validation stream ({len(tokens)} tokens) is shorter than one batch "
+            f"of {batch_size} x {seq_len}"
+        )
+    idx = np.arange(seq_len + 1)
+    for b in range(n_batches):
+        starts = (b * batch_size + np.arange(batch_size)) * seq_len
+        windows = tokens[starts[:, None] + idx[None, :]]
+        yield {"inputs": windows[:, :-1].astype(np.int32), "targets": windows[:, 1:].astype(np.int32)}

@@ -1,0 +1,81 @@
+"""`jaxseq scale` point grids, end to end on the smoke preset, traces, and a tiny `bench ops`."""
+import json
+
+import pytest
+
+from jaxseq.bench import scale
+from jaxseq.bench.sweep import load_records
+from jaxseq.cli import main
+
+
+def test_build_points_overrides_and_filters():
+    pts = scale.build_points("smoke")
+    assert pts and all({"model", "seq_len", "batch", "width", "dtype", "mode"} <= set(p) for p in pts)
+    assert any("devices" in p for p in pts)
+    pts = scale.build_points("smoke", models=["lstm"], lengths=[8], include_devices=False)
+    assert {p["model"] for p in pts} == {"lstm"} and {p["seq_len"] for p in pts} == {8}
+    pts = scale.build_points("cpu", max_devices=2)
+    assert max(p.get("devices", 1) for p in pts) == 2
+    pts = scale.build_points("gpu", available=("lstm",))
+    assert {p["model"] for p in pts} == {"lstm"}
+    with pytest.raises(ValueError, match="--models"):
+        scale.build_points("smoke", models=["lstmm"])
+    with pytest.raises(ValueError, match="--preset"):
+        scale.build_points("huge")
+
+
+def test_env_for_sets_device_count(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4 --foo")
+    monkeypatch.delenv("JAXSEQ_REAL_DEVICES", raising=False)
+    env = scale.env_for({"model": "lstm", "devices": 2})
+    assert "--xla_force_host_platform_device_count=2" in env["XLA_FLAGS"]
+    assert "=4" not in env["XLA_FLAGS"] and "--foo" in env["XLA_FLAGS"]
+    assert scale.env_for({"model": "lstm"}) is None
+
+
+@pytest.mark.slow
+def test_scale_smoke_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["scale", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
+    recs = load_records(out / "results.jsonl")
+    assert len(recs) == len(scale.build_points("smoke"))
+    assert all(r["status"] == "ok" for r in recs), [r["message"] for r in recs]
+    for r in recs:
+        res = r["result"]
+        assert res["median_s"] > 0 and res["tokens_per_s"] > 0 and res["flops_analytic"] > 0
+        assert r["versions"]["jax"] and r["device"]["backend"] == "cpu" and "load" in r
+    dp = [r for r in recs if "devices" in r["point"]]
+    assert dp and all(r["device"]["device_count"] == r["point"]["devices"] for r in dp)
+    jax_rec = next(r for r in recs if r["point"]["model"] == "lstm" and "devices" not in r["point"])
+    assert jax_rec["result"]["memory"]["temp_bytes"] is not None
+    assert jax_rec["result"]["compile_s"] > 0
+    # rerun: everything is done, nothing runs
+    assert main(["scale", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
+    assert len(load_records(out / "results.jsonl")) == len(recs)
+
+
+def test_write_traces(tmp_path):
+    pts = [{"model": "lstm", "seq_len": 8, "batch": 2, "width": 16, "dtype": "float32",
+            "mode": "train"}]
+    written = scale.write_traces(tmp_path, pts, per_model=1)
+    assert len(written) == 1
+    assert list((tmp_path / "traces").rglob("*.xplane.pb"))
+
+
+def test_run_point_in_process():
+    res = scale.run_point({"model": "gru", "seq_len": 8, "batch": 2, "width": 16,
+                           "mode": "forward", "warmup": 0, "repeats": 1})
+    assert res["framework"] == "jax" and res["tokens"] == 16 and res["flops_xla"] > 0
+    json.dumps(res, default=str)
+
+
+def test_bench_ops_tiny(capsys, tmp_path):
+    out = tmp_path / "b.jsonl"
+    argv = ["bench", "ops", "--lstm-lengths", "8", "--attn-lengths", "16", "--width", "16",
+            "--heads", "2", "--lstm-batch", "2", "--attn-batch", "2", "--warmup", "0",
+            "--repeats", "1", "--backends", "xla", "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "torch-lstm" in text and "attn-xla" in text and "target:" in text
+    recs = [json.loads(l) for l in out.read_text().splitlines()]
+    assert len(recs) == 5 and all(r["status"] == "ok" for r in recs)

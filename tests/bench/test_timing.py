@@ -1,0 +1,63 @@
+"""time_fn: ordered stats, compile time kept out of the timed calls; memory and torch timing."""
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxseq.bench.timing import Timing, machine_load, memory_of, peak_rss, time_fn, time_torch
+
+
+def test_time_fn_stats_and_compile_excluded():
+    calls = []
+
+    def f(x):
+        calls.append(1)  # Python body runs only while tracing
+        return jnp.tanh(x @ x.T).sum()
+
+    x = jnp.ones((64, 64))
+    t = time_fn(f, x, warmup=2, repeats=5)
+    assert isinstance(t, Timing)
+    assert len(t.times) == 5
+    assert t.min <= t.median <= t.max
+    assert t.compile_s > 0
+    assert len(calls) == 1  # traced once, at compile time: the timed calls never compile
+    assert t.load_before is None or len(t.load_before) == 3
+    d = t.to_dict()
+    assert "compiled" not in d and d["median"] == t.median
+    mem = memory_of(t.compiled)
+    assert mem["argument_bytes"] == 64 * 64 * 4
+    assert set(mem) >= {"temp_bytes", "output_bytes", "generated_code_bytes", "peak_bytes"}
+
+
+def test_time_fn_accepts_jitted():
+    f = jax.jit(lambda x: x * 2)
+    t = time_fn(f, jnp.ones(3), warmup=0, repeats=2)
+    assert len(t.times) == 2
+
+
+def test_memory_of_handles_none():
+    class NoMem:
+        def memory_analysis(self):
+            return None
+
+    assert all(v is None for v in memory_of(NoMem()).values())
+
+
+def test_time_torch():
+    import torch
+
+    x = torch.ones(32, 32)
+    t = time_torch(lambda a: (a @ a).sum(), x, warmup=1, repeats=3, no_grad=True)
+    assert t.compile_s is None and t.min <= t.median <= t.max
+
+
+def test_sleep_is_timed():
+    t = time_torch(lambda: time.sleep(0.01), warmup=0, repeats=2)
+    assert t.min >= 0.009
+
+
+def test_peak_rss_sees_allocation():
+    peak = peak_rss(lambda: np.ones(20_000_000).sum())  # 160 MB
+    assert peak is None or peak > 100e6
+    assert machine_load() is None or len(machine_load()) == 3
