@@ -16,6 +16,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("bench", "jaxseq.bench.ops_bench"),
     ("train", "jaxseq.train.cli"),
     ("sample", "jaxseq.train.cli"),
+    ("lm-compare", "jaxseq.bench.lm_compare"),
     ("scale", "jaxseq.bench.scale"),
     ("report", "jaxseq.bench.report"),
     ("longrange", "jaxseq.bench.longrange"),

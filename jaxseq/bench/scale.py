@@ -1,10 +1,11 @@
 """`jaxseq scale`: resumable scaling sweeps over model × length × batch × precision × mode × devices.
 
-    jaxseq scale --preset cpu --out profiles/cpu-2core [--trace] [--models lstm mingru] [--lengths 256 1024]
+    jaxseq scale --preset cpu --out profiles/cpu-2core [--trace] [--models lstm mingru]
+                 [--lengths 256 1024] [--trace-only]
 
 Writes `DIR/results.jsonl` (one record per point, see `jaxseq.bench.sweep`; rerunning skips finished
-points) and, with `--trace`, `DIR/traces/<model>_T<len>/` (one `jax.profiler` trace of one step,
-after warm-up). Presets:
+points) and, with `--trace`, `DIR/traces/<model>_T<len>_<dtype>/` (one `jax.profiler` trace of one
+warmed-up step per model at its smallest and a short length: a scan's trace grows with T). Presets:
 
 - smoke: a few tiny points, < 1 min (used by the tests);
 - cpu:   the study on the project's 2-core CPU, < 15 min;
@@ -18,17 +19,19 @@ devices when there are enough of them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 __all__ = ["PRESETS", "Grid", "Preset", "build_points", "run_point", "env_for", "run_scale",
-           "write_traces", "add_parser", "main"]
+           "trace_points", "write_traces", "dir_size", "add_parser", "main"]
 
 PEAK_ENV = "JAXSEQ_PEAK_TFLOPS"  # --peak-tflops reaches the worker processes through this
 
@@ -45,6 +48,8 @@ class Grid:
     modes: tuple[str, ...] = ("train",)
     devices: tuple[int, ...] = ()
     parallel: tuple[str, ...] = ()
+    warmup: int | None = None  # None: the preset's
+    repeats: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +59,9 @@ class Preset:
     repeats: int
     timeout_s: float | None  # None: points run in this process (device points still get workers)
     trace_lengths: int = 2  # traces at this many lengths per model (smallest and largest first)
+    # Longest length traced: a scan's trace holds events for every step (an LSTM step traced at
+    # T=4096 is ~17 MB on CPU), so traces stay at short lengths.
+    trace_max_len: int = 512
 
 
 _RNNS = ("lstm", "gru", "mingru", "minlstm")
@@ -76,21 +84,43 @@ PRESETS: dict[str, Preset] = {
         ),
         warmup=1, repeats=2, timeout_s=None, trace_lengths=1,
     ),
+    # 119 points. Estimated on 2 quiet cores (from KNOWLEDGE.md's anchors and points timed while the
+    # machine was loaded): main grid ~2 min, long-T grid ~1.5 min, forward ~25 s, targets ~1.5 min,
+    # device grid ~1 min, traces ~1 min (22 traces, 26 MB): about 7-8 minutes in all.
     "cpu": Preset(
         grids=(
+            # Main grid: every model at equal width, training step, T = 128 .. 2048.
             Grid(_RNNS + _ATTN_CPU + _LAYERS + ("torch-lstm", "torch-sdpa", "flax-lstm"),
                  _pow2(7, 11), (8,), (128,)),
+            # The same settings at long T, fewer repeats: minGRU/minLSTM vs the LSTM at 4096 and
+            # 16384 (an issue target), blockwise attention's T^2 against the scans' T.
+            Grid(("lstm", "gru", "mingru", "minlstm", "attn-blockwise", "torch-lstm"),
+                 (4096, 16384), (8,), (128,), repeats=2),
+            # minGRU vs the LSTM where the LSTM's recurrent matmul is large (KNOWLEDGE.md: 2.6-4.2x
+            # at B=32, H=256); T=16384 there costs ~40 s per LSTM step, so T=4096 only (~40 s).
+            Grid(("lstm", "mingru"), (4096,), (32,), (256,), repeats=2),
+            # Forward only (inference).
             Grid(("lstm", "mingru", "attn-blockwise", "attn-xla", "torch-lstm", "torch-sdpa"),
                  (256, 2048), (8,), (128,), modes=("forward",)),
+            # Target: jaxseq LSTM >= 1.2x torch.nn.LSTM tokens/s at batch 32, hidden 256, T=1024.
+            Grid(("lstm", "torch-lstm", "flax-lstm"), (256, 1024), (32,), (256,)),
+            # Target: blockwise attention >= 1.0x torch SDPA at T=2048 (d_model 256, 4 heads,
+            # batch 8), with memory linear in T (three lengths for the fit).
+            Grid(("attn-blockwise", "torch-sdpa"), (1024, 2048, 4096), (8,), (256,)),
+            # Data parallel on 1, 2, 4, 8 fake CPU devices (weak scaling, 4 sequences per device).
             Grid(("lstm", "transformer-block"), (512,), (4,), (128,),
-                 devices=(1, 2, 4), parallel=("jit", "pmap")),
+                 devices=(1, 2, 4, 8), parallel=("jit", "pmap")),
         ),
         warmup=1, repeats=3, timeout_s=120,
     ),
     "gpu": Preset(
         grids=(
-            Grid(_RNNS + _ATTN_ALL + _LAYERS + _ANCHORS, (256, 1024, 4096, 16384), (16,), (512,),
-                 dtypes=("bfloat16",)),
+            # The CPU targets' settings first (cheap on a GPU, comparable with the CPU study).
+            Grid(("lstm", "torch-lstm", "cudnn-lstm", "flax-lstm"), (1024,), (32,), (256,)),
+            Grid(("attn-blockwise", "attn-xla", "torch-sdpa"), (1024, 2048, 4096), (8,), (256,)),
+            # cudnn-lstm is float32 only: it is in the next grid, not here.
+            Grid(_RNNS + _ATTN_ALL + _LAYERS + ("torch-lstm", "torch-sdpa", "flax-lstm"),
+                 (256, 1024, 4096, 16384), (16,), (512,), dtypes=("bfloat16",)),
             # cuDNN's LSTM takes float32 only (KNOWLEDGE.md): the fair LSTM comparison is here.
             Grid(("lstm", "cudnn-lstm", "torch-lstm", "attn-xla"), (1024, 4096), (16,), (512,),
                  dtypes=("float32",)),
@@ -99,8 +129,8 @@ PRESETS: dict[str, Preset] = {
             Grid(("lstm", "transformer-block"), (1024,), (16,), (512,), dtypes=("bfloat16",),
                  devices=(1, 2, 4, 8), parallel=("jit", "pmap")),
         ),
-        # ~80 points on one GPU; a short limit keeps a few slow points from eating the budget.
-        warmup=2, repeats=5, timeout_s=60,
+        # ~89 points on one GPU; a short limit keeps a few slow points from eating the budget.
+        warmup=2, repeats=5, timeout_s=45, trace_max_len=1024,
     ),
     "full": Preset(
         grids=(
@@ -109,14 +139,18 @@ PRESETS: dict[str, Preset] = {
             Grid(("lstm", "mingru", "transformer-block"), (1024,), (8,), (256,),
                  devices=(1, 2, 4, 8), parallel=("jit", "pmap")),
         ),
-        warmup=2, repeats=5, timeout_s=900, trace_lengths=3,
+        warmup=2, repeats=5, timeout_s=900, trace_lengths=3, trace_max_len=1024,
     ),
 }
 
 
 def _grid_points(g: Grid, warmup: int, repeats: int) -> list[dict[str, Any]]:
+    # Shortest lengths first, every model at one length before the next: a sweep cut short by an
+    # overall time limit loses its longest (slowest) points, not whole models.
     points = []
-    for model, T, B, W, dt, mode in itertools.product(g.models, g.lengths, g.batches, g.widths,
+    warmup = warmup if g.warmup is None else g.warmup
+    repeats = repeats if g.repeats is None else g.repeats
+    for T, model, B, W, dt, mode in itertools.product(g.lengths, g.models, g.batches, g.widths,
                                                       g.dtypes, g.modes):
         base = {"model": model, "seq_len": T, "batch": B, "width": W, "dtype": dt, "mode": mode,
                 "warmup": warmup, "repeats": repeats}
@@ -157,6 +191,7 @@ def build_points(preset: str, *, models: list[str] | None = None, lengths: list[
                                     tuple(m for m in g.models if m in models))
         if lengths:
             g = dataclasses.replace(g, lengths=tuple(sorted(set(lengths))))
+        g = dataclasses.replace(g, lengths=tuple(sorted(g.lengths)))
         if available is not None:
             g = dataclasses.replace(g, models=tuple(m for m in g.models if m in available))
         if g.devices and max_devices is not None:
@@ -197,29 +232,62 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
                             peak_tflops=float(peak) if peak else None)
 
 
-def write_traces(out_dir: Path, points: list[dict[str, Any]], per_model: int = 2) -> list[str]:
-    """One `jax.profiler` trace of one step per (model, length) at the smallest and largest lengths.
+def trace_points(points: list[dict[str, Any]], per_model: int = 2,
+                 max_len: int | None = None) -> list[dict[str, Any]]:
+    """The points `write_traces` traces: per model, `per_model` lengths <= `max_len`.
+
+    Only single-device training points of JAX models count; per model, the settings (batch, width,
+    dtype) with the most lengths are used (the preset's main grid), and the smallest and largest
+    length up to `max_len` are picked (then the middle one).
+    """
+    by_model: dict[str, dict[tuple, list[dict[str, Any]]]] = {}
+    for pt in points:
+        if "devices" in pt or pt["model"].startswith("torch-") or pt.get("mode", "train") != "train":
+            continue
+        cfg = (pt["batch"], pt["width"], pt.get("dtype", "float32"))
+        by_model.setdefault(pt["model"], {}).setdefault(cfg, []).append(pt)
+    picked = []
+    for model, cfgs in by_model.items():
+        pts = max(cfgs.values(), key=len)  # max keeps the first of equal lengths
+        short = [q for q in pts if max_len is None or q["seq_len"] <= max_len]
+        pts = sorted(short or [min(pts, key=lambda q: q["seq_len"])], key=lambda q: q["seq_len"])
+        picks = [pts[0], pts[-1], pts[len(pts) // 2]][:per_model]
+        picked.extend({json.dumps(q, sort_keys=True): q for q in picks}.values())
+    return picked
+
+
+def trace_name(point: dict[str, Any]) -> str:
+    return f"{point['model']}_T{point['seq_len']}_{point.get('dtype', 'float32')}"
+
+
+def write_traces(out_dir: Path, points: list[dict[str, Any]], per_model: int = 2,
+                 max_len: int | None = None, progress: bool = False) -> list[str]:
+    """One `jax.profiler` trace of one step per picked point (`trace_points`), in OUT/traces/<name>/.
 
     The step is compiled and warmed up first and the device is idle (blocked on) when the trace starts
-    and stops, so the trace shows one steady-state step. torch anchors and device points are skipped.
+    and stops, so the trace shows one steady-state step. A trace folder that already holds a trace is
+    kept (a rerun skips it). A failing trace is reported and skipped.
     """
     import jax
 
     from jaxseq.bench.timing import compile_fn
     from jaxseq.bench.workloads import build_workload
 
-    by_model: dict[str, list[dict[str, Any]]] = {}
-    for pt in points:
-        if "devices" in pt or pt["model"].startswith("torch-") or pt["mode"] != "train":
-            continue
-        by_model.setdefault(pt["model"], []).append(pt)
+    picks = trace_points(points, per_model, max_len)
     written = []
-    for model, pts in by_model.items():
-        pts = sorted(pts, key=lambda q: q["seq_len"])
-        picks = [pts[0], pts[-1], pts[len(pts) // 2]][:per_model]
-        for pt in {json.dumps(q, sort_keys=True): q for q in picks}.values():
-            name = f"{model}_T{pt['seq_len']}_{pt['dtype']}"
-            logdir = out_dir / "traces" / name
+    bar = None
+    if progress and picks:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(picks), desc="traces", unit="trace", file=sys.stderr, dynamic_ncols=True)
+    for pt in picks:
+        name = trace_name(pt)
+        logdir = out_dir / "traces" / name
+        if bar is not None:
+            bar.set_postfix_str(name, refresh=True)
+        if logdir.is_dir() and any(logdir.rglob("*.xplane.pb")):
+            written.append(str(logdir))
+        else:
             try:
                 w = build_workload(pt)
                 compiled, _ = compile_fn(w.fn, *w.args)
@@ -230,7 +298,16 @@ def write_traces(out_dir: Path, points: list[dict[str, Any]], per_model: int = 2
                 written.append(str(logdir))
             except Exception as e:  # a trace is a convenience: report and go on
                 print(f"trace {name}: {type(e).__name__}: {e}"[:300], file=sys.stderr)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return written
+
+
+def dir_size(path: Path) -> int:
+    """Bytes of all files under `path` (0 if missing)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 _SUMMARY_COLUMNS = [("model", "model"), ("seq_len", "T"), ("batch", "B"), ("dtype", "dtype"),
@@ -259,12 +336,37 @@ def summary_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (e.g. from `timeout`) raises KeyboardInterrupt, so the sweep stops its workers."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def run_scale(preset: str, out: str | os.PathLike, *, models: list[str] | None = None,
-              lengths: list[int] | None = None, trace: bool = False,
+              lengths: list[int] | None = None, trace: bool = False, trace_only: bool = False,
               timeout_s: float | None = None, peak_tflops: float | None = None,
               retry_errors: bool = False, devices: bool = True, fresh_process: bool = False,
               progress: bool = True) -> list[dict[str, Any]]:
-    """Run a preset into `out/results.jsonl`; return the records written by this call."""
+    """Run a preset into `out/results.jsonl`; return the records written by this call.
+
+    `trace` writes the traces after the sweep; `trace_only` writes them without running the sweep.
+    """
+    # A GPU worker and this process would each grab 75% of the device memory by default; let the
+    # allocators grow instead (must be set before the backend starts; workers inherit it).
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
     from jaxseq.bench.sweep import Sweep
@@ -284,17 +386,24 @@ def run_scale(preset: str, out: str | os.PathLike, *, models: list[str] | None =
         os.environ[PEAK_ENV] = str(peak_tflops)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sweep = Sweep(out_dir / "results.jsonl", points, run_point,
-                  per_point_timeout_s=timeout_s or PRESETS[preset].timeout_s, env_for=env_for,
-                  fresh_process=fresh_process, retry=("error",) if retry_errors else (),
-                  progress=progress, desc=f"scale:{preset}")
-    skipped = len(points) - len(sweep.pending())
-    if skipped:
-        print(f"{skipped} of {len(points)} points already in {sweep.path}; running the rest")
-    records = sweep.run()
-    if trace:
-        written = write_traces(out_dir, points, PRESETS[preset].trace_lengths)
-        print(f"{len(written)} traces in {out_dir / 'traces'}")
+    records: list[dict[str, Any]] = []
+    if not trace_only:
+        sweep = Sweep(out_dir / "results.jsonl", points, run_point,
+                      per_point_timeout_s=timeout_s or PRESETS[preset].timeout_s, env_for=env_for,
+                      fresh_process=fresh_process, retry=("error",) if retry_errors else (),
+                      progress=progress, desc=f"scale:{preset}")
+        skipped = len(points) - len(sweep.pending())
+        if skipped:
+            print(f"{skipped} of {len(points)} points already in {sweep.path}; running the rest",
+                  flush=True)
+        with _sigterm_as_interrupt():
+            records = sweep.run()
+    if trace or trace_only:
+        p = PRESETS[preset]
+        written = write_traces(out_dir, points, p.trace_lengths, p.trace_max_len, progress=progress)
+        size = dir_size(out_dir / "traces")
+        print(f"{len(written)} traces in {out_dir / 'traces'} ({size / 2**20:.1f} MB in all)",
+              flush=True)
     return records
 
 
@@ -302,7 +411,8 @@ def _cmd(args: argparse.Namespace) -> int:
     from jaxseq.bench.timing import format_table
 
     records = run_scale(args.preset, args.out, models=args.models, lengths=args.lengths,
-                        trace=args.trace, timeout_s=args.timeout, peak_tflops=args.peak_tflops,
+                        trace=args.trace, trace_only=args.trace_only, timeout_s=args.timeout,
+                        peak_tflops=args.peak_tflops,
                         retry_errors=args.retry_errors, devices=not args.no_devices,
                         fresh_process=args.fresh_process, progress=not args.no_progress)
     if records:
@@ -321,6 +431,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--models", nargs="+", help="models to run (replaces the preset's list)")
     p.add_argument("--lengths", nargs="+", type=int, help="sequence lengths (replaces the preset's)")
     p.add_argument("--trace", action="store_true", help="write jax.profiler traces into OUT/traces")
+    p.add_argument("--trace-only", action="store_true",
+                   help="only write the traces (no sweep; existing traces are kept)")
     p.add_argument("--timeout", type=float, help="per-point limit in seconds (preset default)")
     p.add_argument("--peak-tflops", type=float,
                    help="device peak for MFU where the device is not in flops.PEAK_FLOPS (CPUs)")
@@ -333,7 +445,18 @@ def add_parser(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m jaxseq.bench.scale --point JSON` runs one point here and prints its result."""
+    """`python -m jaxseq.bench.scale --point JSON` runs one point here and prints its result;
+    `python -m jaxseq.bench.scale --preset P --out DIR ...` is `jaxseq scale` without jaxseq.cli."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not any(a == "--point" or a.startswith("--point=") for a in argv):
+        parser = argparse.ArgumentParser(prog="python -m jaxseq.bench.scale")
+        add_parser(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(["scale", *argv])
+        try:
+            return args.func(args)
+        except (ValueError, TypeError, FileNotFoundError) as e:
+            print(f"jaxseq scale: error: {e}", file=sys.stderr)
+            return 2
     parser = argparse.ArgumentParser(prog="python -m jaxseq.bench.scale")
     parser.add_argument("--point", required=True, help="a point as JSON")
     args = parser.parse_args(argv)

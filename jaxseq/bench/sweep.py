@@ -340,8 +340,10 @@ class Sweep:
 
             bar = tqdm(total=len(todo), desc=self.desc, unit="pt", file=sys.stderr,
                        dynamic_ncols=True)
+        current = None
         try:
             for point in todo:
+                current = point
                 if bar is not None:
                     bar.set_postfix_str(_short(point), refresh=True)
                 t0 = time.perf_counter()
@@ -362,6 +364,13 @@ class Sweep:
                         first = (message or "").splitlines()[0][:120] if message else ""
                         bar.write(f"[{status}] {_short(point)} {first}")
                     bar.update(1)
+                current = None
+        except BaseException:
+            # Ctrl-C or SIGTERM (an overall time limit): the running point is not recorded, so a
+            # rerun runs it again; say which it was. `finally` stops the workers (frees the device).
+            if current is not None:
+                print(f"sweep stopped while running: {point_key(current)}", file=sys.stderr)
+            raise
         finally:
             if bar is not None:
                 bar.close()

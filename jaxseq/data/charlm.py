@@ -64,6 +64,15 @@ class CharLMData:
     def vocab_size(self) -> int:
         return self.vocab.size
 
+    # The data protocol of `jaxseq.train.loop.train` (any object with these three members will do).
+    def train_batch(self, *, seed: int, step: int, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
+        return batch_at(self.train, seed=seed, step=step, batch_size=batch_size, seq_len=seq_len)
+
+    def eval_batches(
+        self, *, batch_size: int, seq_len: int, max_batches: int | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
+        return eval_batches(self.valid, batch_size=batch_size, seq_len=seq_len, max_batches=max_batches)
+
 
 def from_text(text: str, *, train_fraction: float = TRAIN_FRACTION) -> CharLMData:
     """Split `text` (first `train_fraction` of characters train, the rest validate) and encode it."""

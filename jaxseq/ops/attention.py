@@ -5,7 +5,7 @@ PyTorch's SDPA uses ``[batch, heads, time, head_dim]``). All backends compute
 
     out = softmax(scale * q k^T  masked) v,     scale = 1/sqrt(head_dim) by default,
 
-with the softmax in float32 whatever the input dtype, masked logits filled with
+with the softmax in float32 whatever the input dtype (float64 for float64 input), masked logits filled with
 ``finfo(float32).min`` and query rows that may attend to nothing returning zeros (not NaN, not a
 uniform average). Masks are aligned top-left: with ``is_causal`` query ``i`` sees keys ``j <= i``
 (as ``jax.nn`` and ``torch``). ``q_lengths``/``kv_lengths`` (``[batch]`` ints) mark padding: keys at
@@ -49,6 +49,11 @@ ATTENTION_BACKENDS: tuple[str, ...] = ("naive", "vmapped", "blockwise", "xla", "
 
 # Masked logits get the most negative finite float32: finite so that no inf - inf = NaN can appear.
 _NEG = float(np.finfo(np.float32).min)
+
+
+def _acc_dtype(dtype) -> Any:
+    """Accumulation/softmax dtype: float32, or the input's dtype when wider (float64 stays exact)."""
+    return jnp.promote_types(dtype, jnp.float32)
 
 # ---------------------------------------------------------------------------------------------------
 # Validation (runs on shapes/dtypes only, so before tracing and also inside jit)
@@ -172,8 +177,9 @@ def dot_product_attention_reference(
     kv_lengths = _validate_lengths("kv_lengths", kv_lengths, B, Tk)
     scale = _resolve_scale(scale, D)
 
-    # Products in the input dtype, accumulated (and softmaxed) in float32.
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+    # Products in the input dtype, accumulated (and softmaxed) in float32 (float64 for float64 input).
+    acc = _acc_dtype(q.dtype)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=acc) * scale
     full = None
     if is_causal or q_lengths is not None or kv_lengths is not None:
         full = make_attention_mask(Tq, Tk, is_causal=is_causal, q_lengths=q_lengths, kv_lengths=kv_lengths)
@@ -185,7 +191,7 @@ def dot_product_attention_reference(
     if full is not None:
         # A row with nothing to attend to would be a uniform average of v: return zeros instead.
         weights = jnp.where(jnp.any(full, axis=-1, keepdims=True), weights, 0.0)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v, preferred_element_type=jnp.float32)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v, preferred_element_type=acc)
     return out.astype(q.dtype)
 
 
@@ -199,7 +205,8 @@ def _single_head_attention(
 ) -> Array:
     """One head: q ``[Tq, D]``, k/v ``[Tk, D]``, mask ``[Tq, Tk]`` or None, scalar lengths -> ``[Tq, D]``."""
     Tq, Tk = q.shape[0], k.shape[0]
-    logits = jnp.dot(q, k.T, preferred_element_type=jnp.float32) * scale
+    acc = _acc_dtype(q.dtype)
+    logits = jnp.dot(q, k.T, preferred_element_type=acc) * scale
     rows = jnp.arange(Tq)[:, None]
     cols = jnp.arange(Tk)[None, :]
     valid = (rows < q_len) & (cols < kv_len)
@@ -210,7 +217,7 @@ def _single_head_attention(
     logits = jnp.where(valid, logits, _NEG)
     weights = jax.nn.softmax(logits, axis=-1)
     weights = jnp.where(jnp.any(valid, axis=-1, keepdims=True), weights, 0.0)
-    return jnp.dot(weights.astype(v.dtype), v, preferred_element_type=jnp.float32).astype(q.dtype)
+    return jnp.dot(weights.astype(v.dtype), v, preferred_element_type=acc).astype(q.dtype)
 
 
 def vmapped_attention(
@@ -346,13 +353,14 @@ def _flash_forward(cfg: _FlashConfig, qb: Array, kb: Array, vb: Array, kv_len: A
     n_kv, _, bk, Dv = vb.shape
     scale = cfg.scale
     min_len, max_len = _len_range(cfg, kv_len)
+    acc_t = _acc_dtype(qb.dtype)
 
     def q_block(_, xs):
         i, qi = xs
 
         def tile(j, carry, masked: bool):
             m, l, acc = carry
-            s = jnp.einsum("bqd,bkd->bqk", qi, kb[j], preferred_element_type=jnp.float32)
+            s = jnp.einsum("bqd,bkd->bqk", qi, kb[j], preferred_element_type=acc_t)
             if masked:
                 valid = _block_mask(cfg, i, j, kv_len)
                 s = jnp.where(valid, s, _NEG)
@@ -363,12 +371,12 @@ def _flash_forward(cfg: _FlashConfig, qb: Array, kb: Array, vb: Array, kv_len: A
                 p = jnp.where(valid, p, 0.0)
             alpha = jnp.exp(m - m_new)
             l = l * alpha + jnp.sum(p, axis=-1)
-            pv = jnp.einsum("bqk,bkd->bqd", p.astype(vb.dtype), vb[j], preferred_element_type=jnp.float32)
+            pv = jnp.einsum("bqk,bkd->bqd", p.astype(vb.dtype), vb[j], preferred_element_type=acc_t)
             return m_new, l, acc * alpha[..., None] + pv
 
         full, stop = _kv_bounds(cfg, i, n_kv, min_len, max_len)
-        carry = (jnp.full((BH, bq), _NEG, jnp.float32), jnp.zeros((BH, bq), jnp.float32),
-                 jnp.zeros((BH, bq, Dv), jnp.float32))
+        carry = (jnp.full((BH, bq), _NEG, acc_t), jnp.zeros((BH, bq), acc_t),
+                 jnp.zeros((BH, bq, Dv), acc_t))
         carry = lax.fori_loop(0, full, functools.partial(tile, masked=False), carry)
         carry = lax.fori_loop(full, stop, functools.partial(tile, masked=True), carry)
         m, l, acc = carry
@@ -391,8 +399,9 @@ def _flash_backward(cfg: _FlashConfig, qb, kb, vb, kv_len, out, lse, dout) -> tu
     scale = cfg.scale
     min_len, max_len = _len_range(cfg, kv_len)
     dtype = qb.dtype
+    acc_t = _acc_dtype(dtype)
     # delta_i = rowsum(dO_i * O_i) = rowsum(P_i * dP_i): the softmax-backward correction term.
-    delta = jnp.sum(dout.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)
+    delta = jnp.sum(dout.astype(acc_t) * out.astype(acc_t), axis=-1)
 
     # Every product below is laid out as a plain (NN) or rhs-transposed (NT) batched matmul: on
     # XLA:CPU (YNNPACK) those ran at ~85-90 GFLOP/s per core against ~65 for a transposed lhs. So
@@ -406,25 +415,25 @@ def _flash_backward(cfg: _FlashConfig, qb, kb, vb, kv_len, out, lse, dout) -> tu
         def tile(i, carry, masked: bool):
             dqT, dk, dv = carry
             qi, doi = qb[i], dout[i]
-            sT = jnp.einsum("bkd,bqd->bkq", kj, qi, preferred_element_type=jnp.float32)
+            sT = jnp.einsum("bkd,bqd->bkq", kj, qi, preferred_element_type=acc_t)
             pT = jnp.exp(sT * scale - lse[i][:, None, :])
             if masked:
                 pT = jnp.where(jnp.swapaxes(_block_mask(cfg, i, j, kv_len), -1, -2), pT, 0.0)
-            dv = dv + jnp.einsum("bkq,bqd->bkd", pT.astype(dtype), doi, preferred_element_type=jnp.float32)
-            dpT = jnp.einsum("bkd,bqd->bkq", vj, doi, preferred_element_type=jnp.float32)
+            dv = dv + jnp.einsum("bkq,bqd->bkd", pT.astype(dtype), doi, preferred_element_type=acc_t)
+            dpT = jnp.einsum("bkd,bqd->bkq", vj, doi, preferred_element_type=acc_t)
             dsT = (pT * (dpT - delta[i][:, None, :])).astype(dtype)
-            dk = dk + jnp.einsum("bkq,bqd->bkd", dsT, qi, preferred_element_type=jnp.float32)
-            dqT = dqT.at[i].add(jnp.einsum("bdk,bkq->bdq", kTj, dsT, preferred_element_type=jnp.float32))
+            dk = dk + jnp.einsum("bkq,bqd->bkd", dsT, qi, preferred_element_type=acc_t)
+            dqT = dqT.at[i].add(jnp.einsum("bdk,bkq->bdq", kTj, dsT, preferred_element_type=acc_t))
             return dqT, dk, dv
 
         start, full = _q_bounds(cfg, j, n_q, min_len, max_len)
-        carry = (dqT, jnp.zeros((BH, bk, D), jnp.float32), jnp.zeros((BH, bk, Dv), jnp.float32))
+        carry = (dqT, jnp.zeros((BH, bk, D), acc_t), jnp.zeros((BH, bk, Dv), acc_t))
         carry = lax.fori_loop(start, full, functools.partial(tile, masked=True), carry)
         carry = lax.fori_loop(full, n_q, functools.partial(tile, masked=False), carry)
         dqT, dk, dv = carry
         return dqT, ((dk * scale).astype(dtype), dv.astype(dtype))
 
-    dqT0 = jnp.zeros((n_q, BH, D, bq), jnp.float32)
+    dqT0 = jnp.zeros((n_q, BH, D, bq), acc_t)
     dqT, (dk, dv) = lax.scan(kv_block, dqT0, (jnp.arange(n_kv), kb, kTb, vb))
     dq = jnp.swapaxes(dqT, -1, -2)
     return (dq * scale).astype(dtype), dk, dv

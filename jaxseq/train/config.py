@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 MODEL_KINDS = ("lstm", "gru", "mingru", "minlstm", "transformer")
 PARALLEL_MODES = ("jit", "pmap", "sharded", "multiprocess")
-TASKS = ("charlm",)
+TASKS = ("charlm", "custom")  # custom: the caller of train() passes `data` (see jaxseq.train.loop)
 DTYPES = ("float32", "bfloat16")
 REMAT_POLICIES = ("none", "full", "dots")
 
@@ -60,7 +60,9 @@ class TrainConfig:
     profile_steps: str | None = None  # "a:b": trace steps a..b-1
     peak_tflops: float | None = None
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
+    # Free-form notes kept with the run. One key is read by the engine, for tests only:
+    # "inject_nan_at_step": k poisons the parameters after update k (exercises the non-finite stop).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "TrainConfig":
         def need(cond: bool, msg: str) -> None:

@@ -1,9 +1,32 @@
 """The training loop: data -> compiled step -> metrics/eval/checkpoints, resumable from its workdir.
 
 Step numbers are 1-based: "step k" is the k-th update, checkpoint k holds the state after k updates,
-and the batch of step k is `batch_at(seed, k - 1)`, so a resumed run continues the exact data stream.
-Layout of a workdir: `config.json`, `checkpoints/<k>/`, `logs/` (TensorBoard events, metrics.jsonl,
-profiler traces under logs/plugins/profile/).
+and the batch of step k is `data.train_batch(seed=seed, step=k - 1, ...)`, so a resumed run continues
+the exact data stream. Layout of a workdir: `config.json`, `checkpoints/<k>/`, `logs/` (TensorBoard
+events, metrics.jsonl, profiler traces under logs/plugins/profile/).
+
+Programmatic interface (what `jaxseq train` and the studies call):
+
+    train(config, *, model_fn=None, data=None, loss_fn=None) -> RunResult
+
+* `data`: a `CharLMData` (default for task "charlm": Tiny Shakespeare) or any object with
+    - `vocab_size: int`
+    - `train_batch(*, seed: int, step: int, batch_size: int, seq_len: int) -> dict[str, np.ndarray]`
+      (a pure function of (seed, step): that is what makes resumption exact)
+    - `eval_batches(*, batch_size: int, seq_len: int, max_batches: int | None) -> Iterable[dict]`
+  Batches are dicts of arrays with a leading batch axis and at least "inputs"; the default loss is the
+  token cross-entropy of `module(batch["inputs"])` against "targets" (int32 [B, T]) weighted by the
+  optional "weights" (float32 [B, T]). `config.task = "custom"` requires `data`.
+* `loss_fn(module, batch, *, train: bool) -> (loss_sum, weight_sum)`: replaces the cross-entropy;
+  float32 scalars; the gradient is d(sum over the global batch)/d(params) / (global weight sum), and the
+  reported losses are loss_sum / weight_sum. eval/bits_per_char is logged only for the default loss.
+* `model_fn(config, vocab_size, rngs) -> nnx.Module` (default: `jaxseq.models.lm.LanguageModel`).
+* `RunResult`: `state` (host TrainState after the last step), `step`, `losses` {step: train loss},
+  `evals` {step: eval loss}, `model` (the trained module, dropout off, ready to call), `model_def`.
+  A finished run can also be reloaded later with `load_model(workdir, model_fn=...)`.
+* Optional hooks: `should_stop(step) -> bool`, asked after each dispatched step (True: evaluate,
+  checkpoint and return early, e.g. at a time budget; it must answer the same on every process), and
+  `on_eval(step, eval_loss)`, called after each evaluation.
 """
 from __future__ import annotations
 
@@ -29,7 +52,7 @@ from jaxseq.train.optim import optimizer_from_config
 from jaxseq.train.parallel import Parallel, init_distributed, make_parallel
 from jaxseq.train.profiling import StepProfiler
 from jaxseq.train.state import ModelDef, TrainState, create_train_state
-from jaxseq.train.steps import eval_step, train_step
+from jaxseq.train.steps import LossFn, eval_step, train_step
 
 ModelFn = Callable[[TrainConfig, int, nnx.Rngs], nnx.Module]  # (config, vocab_size, rngs) -> module
 
@@ -46,6 +69,9 @@ class RunResult:
     evals: dict[int, float] = field(default_factory=dict)  # step -> eval loss
     trace_counts: dict[str, int] = field(default_factory=dict)
     resumed_from: int | None = None
+    stopped_early: bool = False  # should_stop ended the run before config.steps
+    model_def: ModelDef | None = None
+    model: nnx.Module | None = None  # the trained module (eval mode: dropout off)
 
 
 def default_model_fn(config: TrainConfig, vocab_size: int, rngs: nnx.Rngs) -> nnx.Module:
@@ -64,6 +90,8 @@ def default_model_fn(config: TrainConfig, vocab_size: int, rngs: nnx.Rngs) -> nn
 
 
 def load_data(config: TrainConfig) -> charlm.CharLMData:
+    if config.task == "custom":
+        raise ValueError("task 'custom': pass the data object to train(config, data=...)")
     return charlm.load_tinyshakespeare(config.data_path)
 
 
@@ -81,22 +109,40 @@ def build(
     return model, model_def, state, (tx, schedule)
 
 
-def make_steps(config: TrainConfig, model_def: ModelDef, tx: Any, schedule: Any) -> tuple[Callable, Callable]:
+def make_steps(
+    config: TrainConfig, model_def: ModelDef, tx: Any, schedule: Any, loss_fn: LossFn | None = None
+) -> tuple[Callable, Callable]:
     """The pure steps with everything static bound (what `make_parallel` compiles)."""
     dtype = compute_dtype(config)
     train_fn = functools.partial(
         train_step, model=model_def, tx=tx, schedule=schedule, compute_dtype=dtype,
-        remat=config.remat, grad_accum=config.grad_accum,
+        remat=config.remat, grad_accum=config.grad_accum, loss_fn=loss_fn,
     )
-    eval_fn = functools.partial(eval_step, model=model_def, compute_dtype=dtype)
+    eval_fn = functools.partial(eval_step, model=model_def, compute_dtype=dtype, loss_fn=loss_fn)
+    nan_at = config.extra.get("inject_nan_at_step") if config.extra else None
+    if nan_at is not None:
+        train_fn = _poisoned(train_fn, int(nan_at))
     return train_fn, eval_fn
 
 
-def evaluate(par: Parallel, state: TrainState, data: charlm.CharLMData, config: TrainConfig) -> float:
+def _poisoned(train_fn: Callable, at_step: int) -> Callable:
+    """Test hook (config.extra["inject_nan_at_step"]): the parameters after update `at_step` become NaN."""
+    import optax
+
+    def step(state, batch, **kw):
+        new, m = train_fn(state, batch, **kw)
+        bad = new.step == at_step
+        params = jax.tree.map(lambda p: jnp.where(bad, jnp.nan, p), new.params)
+        return new._replace(params=params), {**m, "param_norm": optax.tree.norm(params)}
+
+    return step
+
+
+def evaluate(par: Parallel, state: TrainState, data: Any, config: TrainConfig) -> float:
     """Mean validation loss (nats/char) over the first `eval_batches` batches of the validation set."""
     loss_sum, count = 0.0, 0.0
-    for batch in charlm.eval_batches(
-        data.valid, batch_size=config.batch_size, seq_len=config.seq_len, max_batches=config.eval_batches
+    for batch in data.eval_batches(
+        batch_size=config.batch_size, seq_len=config.seq_len, max_batches=config.eval_batches or None
     ):
         m = par.fetch(par.eval_step(par.params_of(state), par.place_batch(batch)))
         loss_sum += m["loss_sum"]
@@ -124,7 +170,13 @@ def _log(msg: str) -> None:
 
 
 def train(
-    config: TrainConfig, *, model_fn: ModelFn | None = None, data: charlm.CharLMData | None = None
+    config: TrainConfig,
+    *,
+    model_fn: ModelFn | None = None,
+    data: Any = None,
+    loss_fn: LossFn | None = None,
+    should_stop: Callable[[int], bool] | None = None,
+    on_eval: Callable[[int, float], None] | None = None,
 ) -> RunResult:
     """Train (or resume) the run in `config.workdir`; see the module docstring."""
     config.validate()
@@ -138,7 +190,7 @@ def train(
 
     data = data if data is not None else load_data(config)
     model, model_def, state, (tx, schedule) = build(config, data.vocab_size, model_fn)
-    par = make_parallel(config.parallel, *make_steps(config, model_def, tx, schedule))
+    par = make_parallel(config.parallel, *make_steps(config, model_def, tx, schedule, loss_fn))
     _check_shards(config, par)
 
     ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=config.keep_checkpoints)
@@ -155,7 +207,7 @@ def train(
 
     tokens_per_step = config.batch_size * config.seq_len
     fpt = getattr(model, "flops_per_token", None)
-    flops_per_step = 3.0 * fpt(config.seq_len) * tokens_per_step if callable(fpt) else None
+    flops_per_step = 3.0 * fpt(config.seq_len) * tokens_per_step if callable(fpt) and loss_fn is None else None
     peak_total = _peak_total(config, par)
     del model  # the split (model_def, params) is what trains
 
@@ -216,8 +268,7 @@ def train(
     try:
         for k in range(start + 1, config.steps + 1):
             batch = par.place_batch(
-                charlm.batch_at(data.train, seed=config.seed, step=k - 1,
-                                batch_size=config.batch_size, seq_len=config.seq_len)
+                data.train_batch(seed=config.seed, step=k - 1, batch_size=config.batch_size, seq_len=config.seq_len)
             )
             if profiler.window and not profiler.active and profiler.window[0] <= k < profiler.window[1]:
                 if pending is not None:
@@ -238,20 +289,31 @@ def train(
                 profiler.stop(state)
                 clock["t"] = None
 
-            do_eval = config.eval_every and (k % config.eval_every == 0 or k == config.steps)
-            do_ckpt = config.ckpt_every and (k % config.ckpt_every == 0 or k == config.steps)
-            if (do_eval or do_ckpt or k == config.steps) and pending is not None:
+            stop = should_stop is not None and k < config.steps and bool(should_stop(k))
+            last = k == config.steps or stop
+            do_eval = config.eval_every and (k % config.eval_every == 0 or last)
+            do_ckpt = config.ckpt_every and (k % config.ckpt_every == 0 or last)
+            if (do_eval or do_ckpt or last) and pending is not None:
                 finish(*pending)  # a state is evaluated/saved only after its step checked out finite
                 pending = None
             if do_eval:
                 eval_loss = evaluate(par, state, data, config)
                 result.evals[k] = eval_loss
-                writer.write(k, {"eval/loss": eval_loss, "eval/bits_per_char": metrics_lib.bits_per_char(eval_loss)})
+                ev = {"eval/loss": eval_loss}
+                if loss_fn is None:
+                    ev["eval/bits_per_char"] = metrics_lib.bits_per_char(eval_loss)
+                writer.write(k, ev)
+                if on_eval is not None:
+                    on_eval(k, eval_loss)
                 clock["t"] = None
             if do_ckpt:
                 ckpt.save(k, par.host_state(state), {**meta, "step": k})
                 saved = k
                 clock["t"] = None
+            if stop:
+                result.stopped_early = True
+                _log(f"stopped at step {k} of {config.steps} (should_stop)")
+                break
         if pending is not None:
             finish(*pending)
             pending = None
@@ -265,6 +327,8 @@ def train(
     result.state = to_host(par.host_state(state))
     result.step = int(result.state.step)
     result.trace_counts = dict(par.trace_counts)
+    result.model_def = model_def
+    result.model = model_def.merge(jax.tree.map(jnp.asarray, result.state.params), train=False)
     return result
 
 
@@ -279,13 +343,20 @@ def to_host(tree: Any) -> Any:
     return jax.tree.map(one, tree)
 
 
-def run_meta(config: TrainConfig, data: charlm.CharLMData) -> dict[str, Any]:
+def run_meta(config: TrainConfig, data: Any) -> dict[str, Any]:
     """What `jaxseq sample` needs besides the arrays: the config and the character vocabulary."""
-    return {"config": dataclasses.asdict(config), "vocab": data.vocab.chars}
+    vocab = getattr(data, "vocab", None)
+    return {"config": dataclasses.asdict(config), "vocab_size": int(data.vocab_size),
+            "vocab": getattr(vocab, "chars", None)}
 
 
-def load_model(workdir: str | Path, *, step: int | None = None) -> tuple[nnx.Module, TrainConfig, str, int]:
-    """The model of a run at checkpoint `step` (default: latest): (model, config, vocab chars, step)."""
+def load_model(
+    workdir: str | Path, *, step: int | None = None, model_fn: ModelFn | None = None
+) -> tuple[nnx.Module, TrainConfig, str | None, int]:
+    """The model of a run at checkpoint `step` (default: latest): (model, config, vocab chars, step).
+
+    Pass the `model_fn` the run was trained with (default: LanguageModel); vocab chars is None for data
+    without a character vocabulary."""
     from jaxseq.train.config import load_json
 
     workdir = Path(workdir)
@@ -301,12 +372,15 @@ def load_model(workdir: str | Path, *, step: int | None = None) -> tuple[nnx.Mod
         if step not in steps:
             raise ValueError(f"--step: no checkpoint {step} in {workdir / 'checkpoints'} (have {sorted(steps)})")
         meta = ckpt.manager.restore(step, args=ocp_json_only())["meta"]
-        vocab = meta["vocab"]
-        model, _, template, _ = build(config, len(vocab))
+        vocab = meta.get("vocab")
+        vocab_size = meta.get("vocab_size") or len(vocab)
+        model, _, template, _ = build(config, vocab_size, model_fn)
         state, _ = ckpt.restore(step, template, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     finally:
         ckpt.close()
     nnx.update(model, state.params)
+    model = nnx.view(model, deterministic=True) if any(
+        hasattr(m, "deterministic") for _, m in nnx.iter_modules(model)) else model
     return model, config, vocab, step
 
 

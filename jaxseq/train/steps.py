@@ -16,6 +16,9 @@ from jax import lax
 from jaxseq.train.state import ModelDef, TrainState
 
 Batch = dict[str, jax.Array]  # "inputs", "targets" int32 [batch, time]; optional "weights" [batch, time]
+#: Optional replacement of the token cross-entropy: (module, batch, *, train) -> (loss_sum, weight_sum),
+#: float32 scalars. The step divides the summed gradient by the (psum-ed) weight sum.
+LossFn = Callable[..., tuple[jax.Array, jax.Array]]
 
 REMAT_POLICIES: dict[str, Callable | None] = {
     "none": None,
@@ -31,14 +34,20 @@ def _cast_floats(tree: Any, dtype: Any) -> Any:
 
 
 def loss_sums(
-    params: Any, batch: Batch, key: jax.Array | None, *, model: ModelDef, train: bool, compute_dtype: Any = None
+    params: Any, batch: Batch, key: jax.Array | None, *, model: ModelDef, train: bool, compute_dtype: Any = None,
+    loss_fn: LossFn | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """(sum of token cross-entropies, number of weighted tokens) for one batch; float32 whatever the dtype."""
+    """(sum of token cross-entropies, number of weighted tokens) for one batch; float32 whatever the dtype.
+
+    With `loss_fn`, returns `loss_fn(module, batch, train=train)` (cast to float32) instead."""
     if compute_dtype is not None:
         # Compute in low precision from float32 master weights: the cast is inside the differentiated
         # function, so gradients arrive in float32.
         params = _cast_floats(params, compute_dtype)
     module = model.merge(params, train=train, key=key)
+    if loss_fn is not None:
+        loss, weight = loss_fn(module, batch, train=train)
+        return jnp.asarray(loss, jnp.float32), jnp.asarray(weight, jnp.float32)
     logits = module(batch["inputs"])
     losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["targets"])
     weights = batch.get("weights")
@@ -49,12 +58,13 @@ def loss_sums(
 
 
 def _grad_sums(
-    params: Any, batch: Batch, key: jax.Array, *, model: ModelDef, compute_dtype: Any, remat: str, grad_accum: int
+    params: Any, batch: Batch, key: jax.Array, *, model: ModelDef, compute_dtype: Any, remat: str, grad_accum: int,
+    loss_fn: LossFn | None = None,
 ) -> tuple[jax.Array, jax.Array, Any]:
     """Loss sum, token count, and gradient of the loss *sum*, accumulated over `grad_accum` micro-batches."""
 
     def fwd(p, b, k):
-        return loss_sums(p, b, k, model=model, train=True, compute_dtype=compute_dtype)
+        return loss_sums(p, b, k, model=model, train=True, compute_dtype=compute_dtype, loss_fn=loss_fn)
 
     policy = REMAT_POLICIES[remat]
     if remat != "none":
@@ -98,6 +108,7 @@ def train_step(
     remat: str = "none",
     grad_accum: int = 1,
     axis_name: str | None = None,
+    loss_fn: LossFn | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimiser update. Returns the new state and metrics:
     loss_sum, token_count (divide on the host), grad_norm (of the mean-loss gradient, before clipping),
@@ -108,7 +119,8 @@ def train_step(
         # Different dropout masks on each data-parallel shard.
         key = jax.random.fold_in(key, lax.axis_index(axis_name))
     loss, count, grads = _grad_sums(
-        state.params, batch, key, model=model, compute_dtype=compute_dtype, remat=remat, grad_accum=grad_accum
+        state.params, batch, key, model=model, compute_dtype=compute_dtype, remat=remat, grad_accum=grad_accum,
+        loss_fn=loss_fn,
     )
     if axis_name is not None:
         loss, count, grads = lax.psum((loss, count, grads), axis_name)
@@ -127,10 +139,12 @@ def train_step(
 
 
 def eval_step(
-    params: Any, batch: Batch, *, model: ModelDef, compute_dtype: Any = None, axis_name: str | None = None
+    params: Any, batch: Batch, *, model: ModelDef, compute_dtype: Any = None, axis_name: str | None = None,
+    loss_fn: LossFn | None = None,
 ) -> dict[str, jax.Array]:
     """Loss sum and token count on one batch with dropout off."""
-    loss, count = loss_sums(params, batch, None, model=model, train=False, compute_dtype=compute_dtype)
+    loss, count = loss_sums(params, batch, None, model=model, train=False, compute_dtype=compute_dtype,
+                            loss_fn=loss_fn)
     if axis_name is not None:
         loss, count = lax.psum((loss, count), axis_name)
     return {"loss_sum": loss, "token_count": count}

@@ -1,0 +1,147 @@
+"""`jaxseq report` on handcrafted records in the exact schema `jaxseq.bench.sweep` writes."""
+import json
+import math
+
+import pytest
+
+from jaxseq.bench import report
+from jaxseq.bench.sweep import point_key
+from jaxseq.cli import main
+
+ENV = {
+    "versions": {"python": "3.11.7", "jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8",
+                 "torch": "2.13.0+cpu"},
+    "device": {"backend": "cpu", "device_kind": "cpu", "device_count": 1, "host": "box",
+               "cpu_count": 2},
+}
+
+
+def record(model, T, seconds, *, B=8, W=128, mode="train", dtype="float32", status="ok",
+           devices=None, parallel="jit", temp=None, message=None, load=0.5):
+    point = {"model": model, "seq_len": T, "batch": B, "width": W, "dtype": dtype, "mode": mode,
+             "warmup": 1, "repeats": 3}
+    if devices is not None:
+        point.update(devices=devices, parallel=parallel)
+    tokens = B * T * (devices or 1)
+    torch = model.startswith("torch-")
+    result = None
+    if status == "ok":
+        result = {
+            "framework": "torch" if torch else "jax", "tokens": tokens, "notes": "",
+            "memory": None if torch else {"temp_bytes": temp or 1000 * T, "argument_bytes": 10,
+                                          "output_bytes": 10, "alias_bytes": 0,
+                                          "generated_code_bytes": 0, "peak_bytes": None},
+            "flops_xla": None if torch else 1e6, "peak_rss_bytes": 2000 * T,
+            "device_memory": None,
+            "median_s": seconds, "min_s": seconds * 0.9, "max_s": seconds * 1.1,
+            "times_s": [seconds] * 3, "compile_s": None if torch else 0.5,
+            "load_before": [load, load, load], "load_after": [load, load, load],
+            "tokens_per_s": tokens / seconds, "flops_analytic": 1e9, "tflops_per_s": 1e-3 / seconds,
+            "peak_flops": None, "mfu": None,
+        }
+    dev = dict(ENV["device"], device_count=devices or 1)
+    return {"key": point_key(point), "status": status, "message": message, "point": point,
+            "result": result, "elapsed_s": 1.0, "timestamp": "2026-11-27T08:00:00+00:00",
+            "load": [load, load, load], "versions": ENV["versions"], "device": dev}
+
+
+def write_jsonl(path, recs):
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+LENGTHS = [128, 256, 512, 1024, 2048, 4096, 16384]
+
+
+def fixture_records():
+    recs = []
+    for T in LENGTHS:
+        recs.append(record("lstm", T, 1e-3 * T))  # slope 1
+        recs.append(record("attn-xla", T, 1e-6 * T * T))  # slope 2, equal to lstm at T=1000
+        recs.append(record("torch-lstm", T, 2e-3 * T))  # lstm is 2x its anchor
+    recs.append(record("mingru", 4096, 1e-3 * 4096 / 2))  # 2x faster than lstm
+    recs.append(record("mingru", 16384, 1e-3 * 16384 / 3))  # 3x: growing
+    # targets: LSTM 1.5x torch (met); blockwise 0.8x SDPA (not met), memory linear in T
+    recs.append(record("lstm", 1024, 1.0, B=32, W=256))
+    recs.append(record("torch-lstm", 1024, 1.5, B=32, W=256))
+    for T in (1024, 2048, 4096):
+        recs.append(record("attn-blockwise", T, 1e-4 * T, W=256, temp=5000 * T))
+        recs.append(record("torch-sdpa", T, 0.8e-4 * T, W=256))
+    # device scaling: 1 device 1000 tok/s, 2 devices 1800 tok/s (90%)
+    recs.append(record("lstm", 512, 8 * 512 / 1000, devices=1, B=8))
+    recs.append(record("lstm", 512, 2 * 8 * 512 / 1800, devices=2, B=8))
+    # failures, and a point retried: its last record (ok) counts
+    recs.append(record("attn-naive", 16384, 0, status="oom", message="RESOURCE_EXHAUSTED: 8 GB"))
+    recs.append(record("gru", 16384, 0, status="timeout", message="point exceeded 120 s"))
+    recs.append(record("minlstm", 1024, 0, status="error", message="boom"))
+    recs.append(record("minlstm", 1024, 0.2))
+    return recs
+
+
+def test_loglog_slope():
+    assert report.loglog_slope([1, 2, 4, 8], [3, 6, 12, 24]) == pytest.approx(1.0)
+    assert report.loglog_slope([10, 100, 1000], [5e-2, 5, 500]) == pytest.approx(2.0)
+    assert report.loglog_slope([4], [1]) is None
+
+
+def test_report_from_handcrafted_records(tmp_path):
+    write_jsonl(tmp_path / "results.jsonl", fixture_records())
+    assert main(["report", "--in", str(tmp_path)]) == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    # slopes computed from the data
+    assert "lstm (B=8 W=128 float32 train, T=128-16384): step time ~ T^1.00, about linear" in text
+    assert "attn-xla (B=8 W=128 float32 train, T=128-16384): step time ~ T^2.00, about quadratic" \
+        in text
+    # crossover: attention 1e-6 T^2 vs lstm 1e-3 T cross at T=1000
+    assert "attn-xla vs lstm (B=8 W=128 float32 train): attention becomes slower than lstm at " \
+        "T=1024 (1.02x its time), crossing near T=1,000" in text
+    assert "mingru vs lstm (B=8 W=128 float32 train): lstm time / mingru time = 2.00x at T=4096, " \
+        "3.00x at T=16384 - the factor grows with T" in text
+    # anchors and targets
+    assert "| lstm | torch-lstm | B=8 W=128 float32 train |" in text and "2.00x" in text
+    assert "scale sweep: 1.50x (met" in text
+    assert "scale sweep: 0.80x (NOT met" in text
+    assert "XLA temporaries ~ T^1.00 over T=1024-4096" in text
+    assert "2.00x at T=4096, 3.00x at T=16384 (B=8 W=128 float32 train) - met" in text
+    # device scaling, environment, failures, retried point
+    assert "2 dev: 1.80x (90%)" in text
+    assert "versions: " in text and "jax 0.10.2" in text and "device: cpu" in text
+    assert "| oom | attn-naive | 16384 |" in text and "RESOURCE_EXHAUSTED" in text
+    assert "| timeout | gru | 16384 |" in text
+    assert "| error | minlstm |" not in text  # its retry succeeded
+    pngs = {p.name for p in tmp_path.glob("*.png")}
+    assert {"step_time_vs_length.png", "tokens_per_s_vs_length.png", "memory_vs_length.png",
+            "compile_time_vs_length.png", "tflops_vs_length.png", "scaling_devices.png"} <= pngs
+    for name in pngs:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in text
+
+
+def test_report_partial_and_bench_only(tmp_path, capsys):
+    # One model, one length; a line cut short by a kill; bench_ops.jsonl beside it.
+    (tmp_path / "results.jsonl").write_text(json.dumps(record("gru", 64, 0.01)) + "\n{\"key\": ")
+    bench = []
+    for model, secs in (("torch-lstm", 1.4), ("lstm", 1.0)):
+        rec = record(model, 1024, secs, B=32, W=256)
+        bench.append({"bench": "ops", "case": "lstm", "anchor": "torch-lstm",
+                      "ratio_vs_anchor": 1.4 / secs, "status": "ok", "point": rec["point"],
+                      "result": rec["result"], **ENV, "load": [0.1] * 3, "timestamp": "t"})
+    write_jsonl(tmp_path / "bench_ops.jsonl", bench)
+    out = tmp_path / "rep"
+    assert main(["report", "--in", str(tmp_path), "--out", str(out), "--table"]) == 0
+    text = (out / "REPORT.md").read_text()
+    assert "bench ops: 1.40x (met" in text
+    assert "Where attention becomes slower" not in text  # no attention in the data
+    assert "| gru |" in text
+    printed = capsys.readouterr().out
+    assert "gru" in printed and "bench ops: 1.40x (met" in printed
+    # bench ops only
+    (tmp_path / "results.jsonl").unlink()
+    assert main(["report", "--in", str(tmp_path)]) == 0
+
+
+def test_report_errors(tmp_path, capsys):
+    assert main(["report", "--in", str(tmp_path / "missing")]) == 2
+    assert main(["report", "--in", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no such folder" in err and "neither results.jsonl nor bench_ops.jsonl" in err
+    assert math.isfinite(report.loglog_slope([1, 2], [1, 1]))
