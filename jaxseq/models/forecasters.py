@@ -14,6 +14,11 @@ per-window normalisation, trained on windows sampled from every series' training
   log(value / scale) (all M4 values are positive; `log_transform=False` uses value / scale - 1),
   so every series lives on the same unit-free scale and the loss in that space is close to a
   relative error. The forecast is scale · exp(output).
+* **Seasonal skip** (`seasonal_skip`, default on): the network's output is added to the last
+  season of the (normalised) input repeated over the horizon, so the model learns a correction to
+  seasonal naive and starts as seasonal naive (zero-initialised head). Without it, the first M4
+  Hourly runs (input 168, hidden 64, batch 64, 74-255 steps in 150 s on the shared CPU) scored
+  OWA 0.90 (LSTM), 1.51 (minGRU) and 1.91 (Transformer), behind seasonal naive (0.63).
 * **Model.** A linear input projection of the normalised value, the sequence model (an
   `jaxseq.nn.LSTM` or `jaxseq.nn.MinGRU` stack, or a `jaxseq.nn.TransformerEncoder` with
   sinusoidal positions), and one linear head from the last position's features to all `horizon`
@@ -51,6 +56,7 @@ __all__ = [
     "fit_global_forecaster",
     "forecast_global",
     "normalise_windows",
+    "window_batch",
 ]
 
 
@@ -58,11 +64,11 @@ __all__ = [
 class GlobalForecasterConfig:
     """Hyper-parameters of `fit_global_forecaster` (defaults sized for M4 Hourly on a CPU)."""
 
-    input_size: int = 168  # one week of hourly values
-    hidden_size: int = 64  # LSTM/minGRU state size, Transformer d_model
+    input_size: int = 72  # three days of hourly values
+    hidden_size: int = 32  # LSTM/minGRU state size, Transformer d_model
     num_layers: int = 2
     num_heads: int = 4  # Transformer only
-    batch_size: int = 64
+    batch_size: int = 32
     steps: int = 2000
     learning_rate: float = 2e-3
     grad_clip: float = 1.0
@@ -70,6 +76,7 @@ class GlobalForecasterConfig:
     tau: float = 0.5  # pinball quantile
     log_transform: bool = True
     recent_windows: int | None = None  # sample only among each series' last N window ends
+    seasonal_skip: bool = True  # predict the residual over seasonal naive (needs input_size >= m)
 
     def __post_init__(self):
         for name in ("input_size", "hidden_size", "num_layers", "num_heads", "batch_size", "steps"):
@@ -97,6 +104,7 @@ class GlobalForecaster(nnx.Module):
         hidden_size: int,
         num_layers: int,
         num_heads: int = 4,
+        seasonal_skip: int = 0,
         rngs: nnx.Rngs,
     ):
         if kind not in KINDS:
@@ -113,7 +121,13 @@ class GlobalForecaster(nnx.Module):
             if hidden_size % num_heads:
                 raise ValueError(f"hidden_size={hidden_size} must be divisible by num_heads={num_heads}")
             self.body = TransformerEncoder(hidden_size, num_heads, num_layers, rngs=rngs)
-        self.head = nnx.Linear(hidden_size, horizon, rngs=rngs)
+        if seasonal_skip < 0:
+            raise ValueError(f"seasonal_skip must be >= 0, got {seasonal_skip}")
+        self.horizon = horizon
+        self.seasonal_skip = int(seasonal_skip)
+        # With the seasonal skip the head starts at zero: the untrained model is seasonal naive.
+        init = nnx.initializers.zeros_init() if seasonal_skip else nnx.initializers.lecun_normal()
+        self.head = nnx.Linear(hidden_size, horizon, kernel_init=init, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
         h = self.embed(x[..., None])  # [batch, time, hidden]
@@ -121,7 +135,12 @@ class GlobalForecaster(nnx.Module):
             h = self.body(h)
         else:
             h, _ = self.body(h)
-        return self.head(h[:, -1, :])
+        out = self.head(h[:, -1, :])
+        if self.seasonal_skip:
+            m = self.seasonal_skip  # add the last season of the input, repeated (seasonal naive)
+            reps = -(-self.horizon // m)
+            out = out + jnp.tile(x[:, -m:], (1, reps))[:, : self.horizon]
+        return out
 
 
 def normalise_windows(window: np.ndarray, *, seasonality: int, log_transform: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -140,11 +159,43 @@ def normalise_windows(window: np.ndarray, *, seasonality: int, log_transform: bo
     return ratio - 1.0, scale
 
 
-def _validate(train_series: Sequence[np.ndarray], *, kind: str, horizon: int, input_size: int) -> list[np.ndarray]:
+def window_batch(
+    series: Sequence[np.ndarray],
+    sid: np.ndarray,
+    starts: np.ndarray,
+    *,
+    input_size: int,
+    horizon: int,
+    seasonality: int,
+    log_transform: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training examples: window k is `series[sid[k]][starts[k] : starts[k] + input_size + horizon]`.
+
+    Returns (x [k, input_size], y [k, horizon], scale [k]): inputs and targets normalised by the
+    scale of the input part (`normalise_windows`). Raises ValueError for a window past a series' end.
+    """
+    sid, starts = np.asarray(sid, np.int64), np.asarray(starts, np.int64)
+    span = input_size + horizon
+    wins = []
+    for j, s in zip(sid, starts):
+        if s < 0 or s + span > len(series[j]):
+            raise ValueError(f"window [{s}, {s + span}) lies outside series {j} of length {len(series[j])}")
+        wins.append(series[j][s : s + span])
+    win = np.stack(wins)
+    x, scale = normalise_windows(win[:, :input_size], seasonality=seasonality, log_transform=log_transform)
+    ratio = win[:, input_size:] / scale[:, None]
+    y = np.log(np.maximum(ratio, 1e-6)) if log_transform else ratio - 1.0
+    return x, y, scale
+
+
+def _validate(train_series: Sequence[np.ndarray], *, kind: str, horizon: int, input_size: int,
+              seasonality: int | None = None) -> list[np.ndarray]:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if horizon is None or int(horizon) < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
+    if seasonality is not None and int(seasonality) < 1:
+        raise ValueError(f"seasonality must be >= 1, got {seasonality}")
     if len(train_series) == 0:
         raise ValueError("train_series must hold at least one series")
     out = []
@@ -201,11 +252,12 @@ def fit_global_forecaster(
       progress: print the loss every 10% of the steps.
     """
     config = config or GlobalForecasterConfig()
-    series = _validate(train_series, kind=kind, horizon=horizon, input_size=config.input_size)
+    series = _validate(train_series, kind=kind, horizon=horizon, input_size=config.input_size, seasonality=seasonality)
     i_sz, h = config.input_size, horizon
     model = GlobalForecaster(
         kind=kind, horizon=h, hidden_size=config.hidden_size, num_layers=config.num_layers,
         num_heads=config.num_heads, rngs=nnx.Rngs(seed),
+        seasonal_skip=int(seasonality) if config.seasonal_skip and 1 < seasonality <= i_sz else 0,
     )
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.scale_by_adam())
@@ -239,10 +291,8 @@ def fit_global_forecaster(
     while k < planned:
         sid = rng.integers(0, len(series), config.batch_size)
         starts = first[sid] + (rng.random(config.batch_size) * (n_starts[sid] - first[sid])).astype(int)
-        win = np.stack([series[j][s : s + i_sz + h] for j, s in zip(sid, starts)])
-        x, scale = normalise_windows(win[:, :i_sz], seasonality=seasonality, log_transform=config.log_transform)
-        ratio = win[:, i_sz:] / scale[:, None]
-        y = np.log(np.maximum(ratio, 1e-6)) if config.log_transform else ratio - 1.0
+        x, y, _ = window_batch(series, sid, starts, input_size=i_sz, horizon=h, seasonality=seasonality,
+                               log_transform=config.log_transform)
         lr = config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * k / planned))
         params, opt_state, loss = step(params, opt_state, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), jnp.float32(lr))
         running.append(loss)

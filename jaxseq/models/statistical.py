@@ -34,7 +34,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +162,11 @@ def _worker_init() -> None:
     # One fit per process: keep BLAS/OpenMP from spawning threads that fight over the cores.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
+    # statsforecast's ARIMA warns "possible convergence problem" for many series; one line per
+    # fit would bury the progress bar.
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="statsforecast")
 
 
 def forecast_statistical(
@@ -177,6 +182,7 @@ def forecast_statistical(
     ids: Sequence[str] | None = None,
     max_train_length: int | None = None,
     options: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> StatisticalForecasts:
     """Fit ``model`` to each selected series and forecast ``horizon`` steps.
 
@@ -190,6 +196,8 @@ def forecast_statistical(
       ids: series names, used in cache file names and error messages (default: positions).
       max_train_length: fit on the last N observations only (AutoARIMA's cost grows with length).
       options: extra keyword arguments of the statsforecast model (e.g. ``approximation=True``).
+      progress: called with the number of series just finished (cached ones at once, then one
+        per completed fit), e.g. a ``tqdm`` bar's ``update``.
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
@@ -232,6 +240,8 @@ def forecast_statistical(
             cached[j] = True
         else:
             jobs.append((j, y, name, None if path is None else str(path)))
+    if progress is not None and cached.any():
+        progress(int(cached.sum()))
 
     workers = os.cpu_count() or 1
     if hasattr(os, "sched_getaffinity"):
@@ -244,6 +254,8 @@ def forecast_statistical(
     if workers <= 1:
         for j, y, name, path in jobs:
             forecasts[j], seconds[j] = _fit_one(model, options, seasonality, horizon, y, name, path)
+            if progress is not None:
+                progress(1)
     elif jobs:
         # "spawn": forking a process that has initialised JAX (threads) can deadlock.
         import multiprocessing
@@ -256,4 +268,6 @@ def forecast_statistical(
             }
             for fut in as_completed(futures):
                 forecasts[futures[fut]], seconds[futures[fut]] = fut.result()
+                if progress is not None:
+                    progress(1)
     return StatisticalForecasts(index, forecasts, seconds, cached)

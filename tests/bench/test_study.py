@@ -68,7 +68,7 @@ def test_study_smoke_end_to_end(tmp_path, capsys):
     assert (out / "scaling_devices.png").exists()
     traces = list((out / "traces").rglob("*.xplane.pb"))
     assert len(traces) == 2
-    assert scale.dir_size(out / "traces") < 5 * 2**20
+    assert scale.dir_size(out / "traces") < 16 * 2**20  # two tiny steps; sizes vary with the profiler
     capsys.readouterr()
     # rerun: bench ops skipped, no new points, traces kept
     assert main(argv) == 0

@@ -1,0 +1,171 @@
+"""ES-RNN: the Holt-Winters recursion, its gradients, the losses, a tiny fit, bad input."""
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxseq.data.m4 import smape, snaive
+from jaxseq.models.esrnn import (
+    ESRNN,
+    ESRNNConfig,
+    fit_esrnn,
+    forecast_esrnn,
+    holt_winters_multiplicative,
+    initial_log_seasons,
+    level_variability_penalty,
+    pinball_loss,
+    prepare_series,
+)
+
+
+def _hw_loop(y, alpha, gammas, inits, horizon):
+    """Plain python Holt-Winters (level + K multiplicative seasons), one series."""
+    seasons = [list(s) for s in inits]
+    levels, s_used = [], []
+    level = None
+    for t, yt in enumerate(y):
+        s_now = [seasons[k][t] for k in range(len(seasons))]
+        prod = float(np.prod(s_now)) if s_now else 1.0
+        level = yt / prod if t == 0 else alpha * yt / prod + (1 - alpha) * level
+        for k, g in enumerate(gammas):
+            others = prod / s_now[k]
+            seasons[k].append(g * yt / (level * others) + (1 - g) * s_now[k])
+        levels.append(level)
+        s_used.append(prod)
+    n = len(y)
+    for j in range(horizon):
+        prod = 1.0
+        for k, s in enumerate(seasons):
+            m = len(inits[k])
+            prod *= s[n + (j % m)]  # the last produced period, repeated
+        s_used.append(prod)
+    return np.array(levels), np.array(s_used)
+
+
+def _random_case(rng, b=3, t=40, periods=(4, 6)):
+    y = rng.uniform(1.0, 3.0, (b, t))
+    alpha = rng.uniform(0.1, 0.9, b)
+    gamma = rng.uniform(0.1, 0.9, (b, len(periods)))
+    inits = [rng.uniform(0.7, 1.3, (b, m)) for m in periods]
+    return y, alpha, gamma, inits
+
+
+@pytest.mark.parametrize("periods", [(4, 6), (5,), ()])
+def test_holt_winters_matches_python_loop_float64(periods):
+    rng = np.random.default_rng(0)
+    y, alpha, gamma, inits = _random_case(rng, periods=periods)
+    h = 9
+    with jax.enable_x64(True):
+        lev, s = holt_winters_multiplicative(
+            jnp.asarray(y), jnp.asarray(alpha), jnp.asarray(gamma).reshape(3, len(periods)),
+            [jnp.asarray(i) for i in inits], horizon=h,
+        )
+        assert lev.dtype == jnp.float64
+        for i in range(3):
+            ref_l, ref_s = _hw_loop(y[i], alpha[i], gamma[i], [init[i] for init in inits], h)
+            np.testing.assert_allclose(np.asarray(lev[i]), ref_l, rtol=1e-12)
+            np.testing.assert_allclose(np.asarray(s[i]), ref_s, rtol=1e-12)
+
+
+def test_gradient_through_recursion_matches_finite_differences():
+    rng = np.random.default_rng(1)
+    y, alpha, gamma, inits = _random_case(rng, b=2, t=16, periods=(4,))
+    with jax.enable_x64(True):
+        y_j = jnp.asarray(y)
+
+        def f(theta):
+            a_logit, g_logit, s_log = theta
+            lev, s = holt_winters_multiplicative(
+                y_j, jax.nn.sigmoid(a_logit), jax.nn.sigmoid(g_logit), [jnp.exp(s_log)], horizon=4
+            )
+            return jnp.sum(jnp.log(lev) ** 2) + jnp.sum(s[:, -4:] ** 2) + jnp.mean(level_variability_penalty(lev))
+
+        theta = (jnp.asarray(alpha - 0.5), jnp.asarray(gamma - 0.5), jnp.asarray(np.log(inits[0])))
+        grads = jax.grad(f)(theta)
+        f = jax.jit(f)
+        flat, unravel = jax.flatten_util.ravel_pytree(theta)
+        g_flat, _ = jax.flatten_util.ravel_pytree(grads)
+        assert np.isfinite(np.asarray(g_flat)).all() and np.abs(np.asarray(g_flat)).max() > 0
+        eps = 1e-6
+        fd = np.array([
+            (f(unravel(flat.at[k].add(eps))) - f(unravel(flat.at[k].add(-eps)))) / (2 * eps)
+            for k in range(flat.size)
+        ])
+        np.testing.assert_allclose(np.asarray(g_flat), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_pinball_loss_values():
+    pred = jnp.array([1.0, 2.0, 3.0])
+    target = jnp.array([2.0, 2.0, 1.0])  # u = +1, 0, -2
+    np.testing.assert_allclose(pinball_loss(pred, target, 0.5), (0.5 + 0 + 1.0) / 3, rtol=1e-6)
+    np.testing.assert_allclose(pinball_loss(pred, target, 0.9), (0.9 + 0 + 0.2) / 3, rtol=1e-6)
+    np.testing.assert_allclose(pinball_loss(pred, target, 0.1), (0.1 + 0 + 1.8) / 3, rtol=1e-6)
+    mask = jnp.array([True, False, True])
+    np.testing.assert_allclose(pinball_loss(pred, target, 0.9, mask=mask), (0.9 + 0.2) / 2, rtol=1e-6)
+    with pytest.raises(ValueError, match="tau"):
+        pinball_loss(pred, target, 1.0)
+
+
+def test_level_penalty_and_initial_seasons():
+    lev = jnp.exp(jnp.array([[0.0, 1.0, 3.0, 6.0]]))  # d = 1, 2, 3 -> dd = 1, 1
+    np.testing.assert_allclose(level_variability_penalty(lev), [1.0], rtol=1e-6)
+    np.testing.assert_allclose(level_variability_penalty(jnp.exp(jnp.arange(5.0))[None]), [0.0], atol=1e-10)
+    with pytest.raises(ValueError, match="levels"):
+        level_variability_penalty(jnp.ones((2, 2)))
+    pattern = np.log(np.array([0.8, 1.0, 1.2, 1.0]))
+    pattern -= pattern.mean()
+    y = 5.0 * np.exp(np.tile(pattern, 10))[None]
+    (idx,) = initial_log_seasons(y, (4,))
+    np.testing.assert_allclose(idx[0], pattern, atol=1e-12)
+
+
+def _seasonal_series(n=8, length=150, period=12, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(length + 12)
+    out = []
+    for i in range(n):
+        season = 1.0 + 0.4 * np.sin(2 * np.pi * t / period + rng.uniform(0, 6))
+        trend = (3.0 + i) * (1.0 + 0.004 * t * rng.uniform(-1, 1))
+        out.append(trend * season * np.exp(rng.normal(0, 0.03, len(t))))
+    return [s[:length] for s in out], np.stack([s[length:] for s in out])
+
+
+TINY = dict(input_size=12, extra_seasonalities=(), max_len=150, dilations=((1, 2), (6,)), hidden_size=12,
+            batch_size=4, ensemble_size=1, average_last_epochs=3, learning_rate=1e-2)
+
+
+def test_tiny_fit_reduces_loss_and_beats_seasonal_naive():
+    train, test = _seasonal_series()
+    cfg = ESRNNConfig(epochs=30, **TINY)
+    fitted = fit_esrnn(train, horizon=12, seasonality=12, config=cfg, seed=0, progress=False)
+    losses = [r["loss"] for r in fitted.history]
+    assert losses[-1] < 0.5 * losses[0]
+    fc = forecast_esrnn(fitted, train)
+    assert fc.shape == (8, 12) and np.isfinite(fc).all()
+    assert smape(test, fc).mean() < smape(test, snaive(train, 12, 12)).mean()
+
+
+def test_ensemble_snapshots_and_bad_input():
+    train, _ = _seasonal_series(n=3, length=60)
+    cfg = ESRNNConfig(epochs=2, **{**TINY, "ensemble_size": 2, "average_last_epochs": 1})
+    fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, progress=False)
+    assert len(fitted.snapshots) == 2 and {r["member"] for r in fitted.history} == {0, 1}
+    with pytest.raises(ValueError, match="fitted series"):
+        forecast_esrnn(fitted, train[:2])
+    with pytest.raises(ValueError, match="positive"):
+        prepare_series([np.r_[train[0][:-1], -1.0]], input_size=12, horizon=6, max_len=100)
+    with pytest.raises(ValueError, match="length"):
+        prepare_series([np.ones(10)], input_size=12, horizon=6, max_len=100)
+    with pytest.raises(ValueError, match="at least one"):
+        prepare_series([], input_size=12, horizon=6, max_len=100)
+    with pytest.raises(ValueError, match="1-D"):
+        prepare_series([np.ones((30, 2))], input_size=12, horizon=6, max_len=100)
+    with pytest.raises(ValueError, match="tau"):
+        ESRNNConfig(tau=1.5)
+    with pytest.raises(ValueError, match="epochs"):
+        ESRNNConfig(epochs=0)
+    with pytest.raises(ValueError, match="horizon"):
+        ESRNN(3, seasonality=12, horizon=0, input_size=4, rngs=__import__("flax").nnx.Rngs(0))
+    with pytest.raises(ValueError, match="categories"):
+        fit_esrnn(train, horizon=6, seasonality=12, config=cfg, categories=np.ones((2, 2)), progress=False)
