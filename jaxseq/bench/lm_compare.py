@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from jaxseq.bench.sweep import read_jsonl
+
 DEFAULT_MODELS = ("lstm", "gru", "mingru", "transformer")
 #: Layers per model kind; the width is then picked to match the target parameter count.
 LAYERS = {"lstm": 2, "gru": 2, "mingru": 3, "minlstm": 3, "transformer": 4}
@@ -103,12 +105,6 @@ class _Clock:
 
     def train_wall(self) -> float:
         return time.perf_counter() - self.wall0 - self.eval_wall
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
@@ -286,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
             "loadavg_start": os.getloadavg()[0]}
 
     path = out / JSONL
-    records = _read_jsonl(path)
+    records = read_jsonl(path)
     finished = {r["model"] for r in records if r["type"] == "done"}
     # Drop the partial records of a model that did not finish: it runs again from scratch.
     kept = [r for r in records if r["type"] == "meta" or r["model"] in finished]
@@ -301,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
         r = run_one(kind, args=args, data=data, out=out, runs=runs, budget=budget)
         print(f"[lm-compare] {kind}: {r['steps']} steps, val {r['final_val_loss']:.4f} nats/char "
               f"({r['final_val_bpc']:.3f} bits/char), {r['cpu_s']:.0f} CPU s, {r['wall_s']:.0f} wall s", flush=True)
-    records = _read_jsonl(path)
+    records = read_jsonl(path)
     write_plot(records, out / PLOT)
     meta_rec = next((r for r in records if r["type"] == "meta"), meta)
     write_report(records, out / "README.md", budget=budget, args=args, meta=meta_rec)

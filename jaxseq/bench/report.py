@@ -26,6 +26,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+from jaxseq.bench.sweep import read_jsonl
+
 __all__ = ["TARGETS", "Target", "loglog_slope", "load_study", "Study", "build_report", "write_report",
            "anchor_table", "target_lines", "add_parser", "main"]
 
@@ -168,24 +170,6 @@ class Study:
         return [r for r in self.records if r.get("status") != "ok"]
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    out = []
-    if not path.exists():
-        return out
-    with path.open() as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a killed run
-            if isinstance(rec, dict):
-                out.append(rec)
-    return out
-
-
 def _last_per_key(recs: list[dict[str, Any]], key) -> list[dict[str, Any]]:
     last: dict[str, dict[str, Any]] = {}
     for r in recs:
@@ -202,9 +186,9 @@ def load_study(folder: str | Path) -> Study:
     if not res_path.exists() and not bench_path.exists():
         raise ValueError(f"--in {folder}: neither {RESULTS} nor {BENCH_OPS} is there "
                          f"(run `jaxseq scale --out {folder}` or `jaxseq study --out {folder}` first)")
-    records = [r for r in _read_jsonl(res_path) if "key" in r and isinstance(r.get("point"), dict)]
+    records = [r for r in read_jsonl(res_path) if "key" in r and isinstance(r.get("point"), dict)]
     records = _last_per_key(records, lambda r: r["key"])
-    bench = [r for r in _read_jsonl(bench_path) if isinstance(r.get("point"), dict)]
+    bench = [r for r in read_jsonl(bench_path) if isinstance(r.get("point"), dict)]
     bench = _last_per_key(bench, lambda r: json.dumps(r["point"], sort_keys=True))
     if not records and not bench:
         raise ValueError(f"--in {folder}: the JSONL files hold no complete records")

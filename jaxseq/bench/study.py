@@ -52,13 +52,13 @@ def _point_key(point: dict[str, Any]) -> str:
 def bench_done(ns: argparse.Namespace, path: Path) -> tuple[int, int]:
     """(rows of this bench ops run already in `path`, rows it would write)."""
     from jaxseq.bench import ops_bench
-    from jaxseq.bench.report import _read_jsonl
+    from jaxseq.bench.sweep import read_jsonl
 
     try:
         expected = [p for _, _, pts in ops_bench._cases(ns) for p in pts]
     except Exception:  # bench ops changed its internals: never skip
         return 0, -1
-    have = {_point_key(r["point"]) for r in _read_jsonl(path)
+    have = {_point_key(r["point"]) for r in read_jsonl(path)
             if isinstance(r.get("point"), dict) and r.get("status")}
     return sum(_point_key(p) in have for p in expected), len(expected)
 

@@ -119,8 +119,12 @@ def environment_info() -> dict[str, Any]:
     }
 
 
-def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All complete records of a JSONL file (a line cut short by a kill is skipped)."""
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every complete JSON object of a JSONL file; [] when it is missing.
+
+    A line cut short by a killed run, or one that is not an object, is skipped: appending one line
+    per result is what makes the files resumable, so a torn last line must not stop a rerun.
+    """
     path = Path(path)
     if not path.exists():
         return []
@@ -134,9 +138,14 @@ def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(rec, dict) and "key" in rec:
+            if isinstance(rec, dict):
                 records.append(rec)
     return records
+
+
+def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All complete sweep records (those with a ``key``) of a JSONL file."""
+    return [rec for rec in read_jsonl(path) if "key" in rec]
 
 
 def _short(point: dict[str, Any], limit: int = 70) -> str:
