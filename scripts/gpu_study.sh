@@ -6,9 +6,10 @@
 #   OUT=/tmp/s PRESET=smoke bash scripts/gpu_study.sh   # the same end to end on a CPU, ~1 min
 #
 # Through the device tool (the whole call must end inside its 600 s limit):
-#   run(command="OUT=$OUT/h100 bash scripts/gpu_study.sh", timeout_s=590)
-# then copy the files back from $OUT/h100 into profiles/h100/ (traces are more than the 8 files
-# that come back: leave them, or tar the traces folder into one file).
+#   run(command="OUT=$OUT/gpu PACK=$OUT bash scripts/gpu_study.sh", timeout_s=580)
+# With PACK set, the results come back as few files (the tool returns at most 8, two folders
+# deep): PACK/results.jsonl, PACK/report.tar.gz (REPORT.md + plots) and PACK/traces.tar.gz; unpack
+# them into profiles/<gpu>/ (`jaxseq report --in profiles/<gpu>` rewrites the report there).
 #
 # Uses `python3` from PATH (the device image's own, with jax[cuda], flax, torch); needs neither
 # tensorboardX nor statsforecast. A failing point is recorded and the sweep goes on; the sweep stops
@@ -20,14 +21,18 @@ cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-profiles/h100}
 PRESET=${PRESET:-gpu}
 PY=${PYTHON:-python3}
-SWEEP_LIMIT=${SWEEP_LIMIT:-390}   # sweep; + traces + report + start-up stays under ~8 minutes
-TRACE_LIMIT=${TRACE_LIMIT:-60}
-REPORT_LIMIT=${REPORT_LIMIT:-60}
+SWEEP_LIMIT=${SWEEP_LIMIT:-400}   # sweep; + traces + report + start-up stays under ~9 minutes
+TRACE_LIMIT=${TRACE_LIMIT:-50}
+REPORT_LIMIT=${REPORT_LIMIT:-45}
+PACK=${PACK:-}
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
 # One jax process must not take 75% of the GPU up front: the sweep's main process and its worker
 # both start a GPU client.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
+# The trace pass compiles the steps the sweep compiled: a persistent cache makes that a lookup.
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxseq-jax-cache}
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 mkdir -p "$OUT"
 t_start=$(date +%s)
 
@@ -96,3 +101,12 @@ ls -la "$OUT"
 
 echo "== report (done in $(( $(date +%s) - t_start )) s so far)"
 timeout -k 10 "$REPORT_LIMIT" "${REPORT[@]}" --in "$OUT" --table || echo "report failed (code $?)"
+
+if [ -n "$PACK" ]; then
+  mkdir -p "$PACK"
+  [ "$PACK" -ef "$OUT" ] || cp "$OUT/results.jsonl" "$PACK/" 2>/dev/null
+  (cd "$OUT" && tar czf "$PACK/report.tar.gz" REPORT.md ./*.png 2>/dev/null)
+  [ -d "$OUT/traces" ] && tar czf "$PACK/traces.tar.gz" -C "$OUT" traces
+  echo "== packed into $PACK:"; ls -la "$PACK"
+fi
+echo "== done in $(( $(date +%s) - t_start )) s"

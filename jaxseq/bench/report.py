@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from jaxseq.bench.sweep import read_jsonl
+from jaxseq.bench.workloads import model_label
 
-__all__ = ["TARGETS", "Target", "loglog_slope", "load_study", "Study", "build_report", "write_report",
+__all__ = ["TARGETS", "GPU_TARGETS", "Target", "loglog_slope", "load_study", "Study", "build_report", "write_report",
            "anchor_table", "target_lines", "add_parser", "main"]
 
 RESULTS = "results.jsonl"
@@ -67,7 +68,7 @@ class Target:
     mode: str = "train"
 
     def matches(self, point: dict[str, Any], model: str) -> bool:
-        return (point.get("model") == model and point.get("seq_len") == self.seq_len
+        return (_label(point) == model and point.get("seq_len") == self.seq_len
                 and point.get("batch") == self.batch and point.get("width") == self.width
                 and point.get("dtype", "float32") == self.dtype
                 and point.get("mode", "train") == self.mode and "devices" not in point
@@ -81,11 +82,36 @@ TARGETS = (
     Target("blockwise attention training step vs torch SDPA (batch 8, d_model 256, 4 heads, T=2048)",
            "attn-blockwise", "torch-sdpa", 2048, 8, 256, 1.0, heads=4),
 )
+# The GPU goals (the `gpu` preset's first grids): the LSTM against torch's cuDNN LSTM at the
+# published anchor's point (fp16), attention against cuDNN flash attention's TFLOP/s (equal FLOPs,
+# so a tokens/s ratio), and the Transformer block's MFU (GPU_MFU_GOAL).
+GPU_TARGETS = (
+    *(Target(f"jaxseq {m} training step vs torch.nn.LSTM on cuDNN (batch 16, hidden 768, T=1024, "
+             "float16)", m, "torch-lstm", 1024, 16, 768, 1.0, dtype="float16")
+      for m in ("lstm", "lstm+unroll8", "lstm+unroll32")),
+    *(Target(f"{m} training step vs cuDNN flash attention (batch 16, d_model 1024, 16 heads, "
+             f"T={T}, bfloat16)", m, "attn-cudnn", T, 16, 1024, 0.9, dtype="bfloat16")
+      for T in (4096, 16384) for m in ("attn-blockwise", "attn-xla")),
+)
+GPU_MFU_GOAL = 0.45
 MIN_RNN_TARGET_LENGTHS = (4096, 16384)  # minGRU faster than the LSTM by a growing factor
 
 
 def _heads(point: dict[str, Any]) -> int:
     return int(point.get("heads") or max(1, int(point.get("width", 64)) // 64))
+
+
+# Variants of a model (an unrolled scan) are their own series: "lstm+unroll8".
+_label = model_label
+
+
+def _backend(study: "Study") -> str:
+    """The study's device platform ("cpu", "gpu", ...), from the records' device info."""
+    for r in study.records + study.bench:
+        b = (r.get("device") or {}).get("backend")
+        if b:
+            return b
+    return "cpu"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,7 +250,7 @@ def series(records: list[dict[str, Any]]) -> dict[Config, dict[str, list[dict[st
     """{config: {model: [records sorted by seq_len]}} for single-device ok records."""
     out: dict[Config, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        out[_config(r["point"])][r["point"]["model"]].append(r)
+        out[_config(r["point"])][_label(r["point"])].append(r)
     for models in out.values():
         for m in models:
             models[m].sort(key=lambda r: r["point"]["seq_len"])
@@ -388,7 +414,8 @@ def _bench_tps(study: Study, target: Target, model: str) -> tuple[float | None, 
 def target_lines(study: Study) -> list[str]:
     """Met / not met for each target, from the sweep and from bench ops where they hold the point."""
     lines = []
-    for t in TARGETS:
+    gpu = _backend(study) == "gpu"
+    for t in GPU_TARGETS if gpu else TARGETS:
         found = []
         for source, recs in (("scale sweep", study.single), ("bench ops", None)):
             if recs is not None:
@@ -408,6 +435,8 @@ def target_lines(study: Study) -> list[str]:
                 found.append(f"{source}: {r:.2f}x ({verdict}; load {_fmt(load)})")
         head = f"**{t.name}**: goal >= {t.goal:.1f}x the anchor's tokens/s - "
         lines.append(head + ("; ".join(found) if found else "not measured in these files"))
+    if gpu:
+        return lines + [_mfu_line(study)]
     # Blockwise attention memory linear in T (same settings as its target, every length measured).
     t = TARGETS[1]
     bw = sorted((r for r in study.single if r["point"]["model"] == t.model
@@ -450,6 +479,19 @@ def target_lines(study: Study) -> list[str]:
                    and r["point"].get("seq_len") in MIN_RNN_TARGET_LENGTHS]
         lines.append(head + "not measured" + (f" ({'; '.join(missing)})" if missing else ""))
     return lines
+
+
+def _mfu_line(study: Study) -> str:
+    head = f"**Transformer block training step MFU >= {GPU_MFU_GOAL:.0%}**: "
+    blocks = [r for r in study.single if r["point"]["model"] == "transformer-block"
+              and r["point"].get("mode", "train") == "train" and r["result"].get("mfu")]
+    if not blocks:
+        return head + "not measured in these files (no MFU: device peak unknown or no points)"
+    best = max(blocks, key=lambda r: r["result"]["mfu"])
+    p, res = best["point"], best["result"]
+    verdict = "met" if res["mfu"] >= GPU_MFU_GOAL else "NOT met"
+    return (head + f"best {res['mfu']:.1%} ({res['tflops_per_s']:.0f} TFLOP/s) at T={p['seq_len']} "
+            f"B={p['batch']} W={p['width']} {p.get('dtype')} - {verdict}")
 
 
 def scaling_rows(study: Study) -> list[dict[str, Any]]:
@@ -834,7 +876,7 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
     if study.failed:
         md += ["## Points that did not finish", ""]
         md += _table(["status", "model", "T", "B", "W", "dtype", "mode", "devices", "message"],
-                     [[r.get("status"), r["point"].get("model"), r["point"].get("seq_len"),
+                     [[r.get("status"), _label(r["point"]), r["point"].get("seq_len"),
                        r["point"].get("batch"), r["point"].get("width"), r["point"].get("dtype"),
                        r["point"].get("mode"), r["point"].get("devices", ""),
                        _first_line(r.get("message"))] for r in study.failed])

@@ -9,7 +9,8 @@ warmed-up step per model at its smallest and a short length: a scan's trace grow
 
 - smoke: a few tiny points, < 1 min (used by the tests);
 - cpu:   the study on the project's 2-core CPU, < 15 min;
-- gpu:   one H100/H200, about 8 min (bf16 and float32, up to T=16384, cuDNN backends);
+- gpu:   one H100/H200, about 7 min (the issue's GPU targets first, then bf16/float16/float32 up to
+         T=16384 with the cuDNN backends);
 - full:  everything (hours).
 
 Device-count points (data parallel, `pmap` and sharded `jit`) run in their own worker process with
@@ -50,6 +51,8 @@ class Grid:
     parallel: tuple[str, ...] = ()
     warmup: int | None = None  # None: the preset's
     repeats: int | None = None
+    # Extra point fields, one variant per dict (e.g. ({"unroll": 8},) for scan unrolling).
+    options: tuple[dict[str, Any], ...] = ({},)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,24 +116,46 @@ PRESETS: dict[str, Preset] = {
         ),
         warmup=1, repeats=3, timeout_s=120,
     ),
+    # Ordered by what matters most, since the sweep may be cut at its time limit (points run grid
+    # by grid, shortest lengths first): the issue's three GPU targets, then the scaling grid.
     "gpu": Preset(
         grids=(
-            # The CPU targets' settings first (cheap on a GPU, comparable with the CPU study).
-            Grid(("lstm", "torch-lstm", "cudnn-lstm", "flax-lstm"), (1024,), (32,), (256,)),
-            Grid(("attn-blockwise", "attn-xla", "torch-sdpa"), (1024, 2048, 4096), (8,), (256,)),
+            # Target: jaxseq LSTM >= 1.0x torch's cuDNN LSTM (published anchor B=16, T=1024,
+            # H=768, fp16, forward+backward 5.19 ms). lax.scan launches kernels per step (~8 us
+            # floor), so unrolled variants run beside it; cuDNN through JAX is float32 only.
+            Grid(("lstm", "torch-lstm", "flax-lstm"), (1024,), (16,), (768,),
+                 dtypes=("float16", "float32")),
+            Grid(("lstm",), (1024,), (16,), (768,), dtypes=("float16", "float32"),
+                 options=({"unroll": 8}, {"unroll": 32})),
+            Grid(("cudnn-lstm",), (1024,), (16,), (768,), dtypes=("float32",)),
+            Grid(("lstm", "torch-lstm", "cudnn-lstm"), (1024,), (16,), (768,),
+                 dtypes=("float16", "float32"), modes=("forward",)),
+            # Target: Transformer block training step MFU >= 45% (bf16, widths where matmuls fill
+            # the chip).
+            Grid(("transformer-block",), (2048,), (16,), (1024, 2048), dtypes=("bfloat16",)),
+            # Target: attention >= 0.9x cuDNN flash attention's TFLOP/s (head_dim 64 and 128).
+            Grid(("attn-cudnn", "attn-xla", "attn-blockwise", "torch-sdpa"), (1024, 4096, 16384),
+                 (16,), (1024,), dtypes=("bfloat16",)),
+            Grid(("attn-cudnn", "attn-xla", "attn-blockwise", "torch-sdpa"), (4096,), (16,),
+                 (1024,), dtypes=("bfloat16",), options=({"heads": 8},)),
+            # The scaling study: every model at equal width, bf16 training step, T = 256 .. 16384.
             # cudnn-lstm is float32 only: it is in the next grid, not here.
             Grid(_RNNS + _ATTN_ALL + _LAYERS + ("torch-lstm", "torch-sdpa", "flax-lstm"),
-                 (256, 1024, 4096, 16384), (16,), (512,), dtypes=("bfloat16",)),
+                 (256, 1024, 4096, 16384), (16,), (512,), dtypes=("bfloat16",), repeats=3),
             # cuDNN's LSTM takes float32 only (KNOWLEDGE.md): the fair LSTM comparison is here.
             Grid(("lstm", "cudnn-lstm", "torch-lstm", "attn-xla"), (1024, 4096), (16,), (512,),
-                 dtypes=("float32",)),
+                 dtypes=("float32",), repeats=3),
             Grid(("lstm", "mingru", "attn-cudnn", "attn-blockwise"), (1024, 16384), (16,), (512,),
-                 dtypes=("bfloat16",), modes=("forward",)),
+                 dtypes=("bfloat16",), modes=("forward",), repeats=3),
             Grid(("lstm", "transformer-block"), (1024,), (16,), (512,), dtypes=("bfloat16",),
                  devices=(1, 2, 4, 8), parallel=("jit", "pmap")),
+            # The CPU study's target settings, for a CPU/GPU comparison at equal points.
+            Grid(("lstm", "torch-lstm", "flax-lstm"), (1024,), (32,), (256,)),
+            Grid(("attn-blockwise", "attn-xla", "torch-sdpa"), (1024, 2048, 4096), (8,), (256,)),
         ),
-        # ~89 points on one GPU; a short limit keeps a few slow points from eating the budget.
-        warmup=2, repeats=5, timeout_s=45, trace_max_len=1024,
+        # ~100 points on one GPU; a short limit keeps a few slow points from eating the budget.
+        # One trace per model (its shortest length): traces must come back as one small tarball.
+        warmup=2, repeats=5, timeout_s=45, trace_lengths=1, trace_max_len=1024,
     ),
     "full": Preset(
         grids=(
@@ -150,10 +175,10 @@ def _grid_points(g: Grid, warmup: int, repeats: int) -> list[dict[str, Any]]:
     points = []
     warmup = warmup if g.warmup is None else g.warmup
     repeats = repeats if g.repeats is None else g.repeats
-    for T, model, B, W, dt, mode in itertools.product(g.lengths, g.models, g.batches, g.widths,
-                                                      g.dtypes, g.modes):
+    for T, model, B, W, dt, mode, opts in itertools.product(
+            g.lengths, g.models, g.batches, g.widths, g.dtypes, g.modes, g.options):
         base = {"model": model, "seq_len": T, "batch": B, "width": W, "dtype": dt, "mode": mode,
-                "warmup": warmup, "repeats": repeats}
+                **opts, "warmup": warmup, "repeats": repeats}
         if g.devices:
             for n, par in itertools.product(g.devices, g.parallel or ("jit",)):
                 points.append({**base, "devices": n, "parallel": par})
@@ -242,7 +267,8 @@ def trace_points(points: list[dict[str, Any]], per_model: int = 2,
     """
     by_model: dict[str, dict[tuple, list[dict[str, Any]]]] = {}
     for pt in points:
-        if "devices" in pt or pt["model"].startswith("torch-") or pt.get("mode", "train") != "train":
+        if ("devices" in pt or pt["model"].startswith("torch-") or pt.get("mode", "train") != "train"
+                or pt.get("unroll", 1) != 1):
             continue
         cfg = (pt["batch"], pt["width"], pt.get("dtype", "float32"))
         by_model.setdefault(pt["model"], {}).setdefault(cfg, []).append(pt)
@@ -318,12 +344,14 @@ _SUMMARY_COLUMNS = [("model", "model"), ("seq_len", "T"), ("batch", "B"), ("dtyp
 
 def summary_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Flat rows for the printed table."""
+    from jaxseq.bench.workloads import model_label
     rows = []
     for rec in records:
         p, r = rec.get("point", {}), rec.get("result") or {}
         mem = r.get("memory") or {}
         rows.append({
             **{k: p.get(k) for k in ("model", "seq_len", "batch", "dtype", "mode")},
+            "model": model_label(p) if p.get("model") else None,
             "devices": p.get("devices", "") and f"{p['devices']}{p.get('parallel', '')[:1]}",
             "status": rec.get("status"),
             "ms": r.get("median_s") and r["median_s"] * 1e3,

@@ -4,7 +4,8 @@ A point is a dict::
 
     {"model": "lstm", "seq_len": 1024, "batch": 32, "width": 256, "dtype": "float32", "mode": "train"}
 
-with optional `heads` (attention; default width // 64, at least 1) and, for data-parallel points,
+with optional `heads` (attention; default width // 64, at least 1), `unroll` ("lstm"/"gru": the
+`lax.scan` unroll factor, default 1) and, for data-parallel points,
 `devices` and `parallel` ("jit" | "pmap"). `build_workload(point)` returns a `Workload` whose `fn(*args)`
 is one step: "forward" returns the outputs, "train" returns the gradients of a mean loss with respect
 to the parameters and the inputs (what a training step's backward pass computes; no optimizer update).
@@ -26,10 +27,10 @@ from typing import Any, Callable
 
 from jaxseq.bench import flops as F
 
-__all__ = ["Workload", "MODELS", "RECURRENT_MODELS", "ATTENTION_MODELS", "build_workload",
+__all__ = ["Workload", "MODELS", "model_label", "RECURRENT_MODELS", "ATTENTION_MODELS", "build_workload",
            "available_models", "normalize_point", "attention_backends", "measure_workload"]
 
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "float16")
 MODES = ("forward", "train")
 PARALLEL = ("jit", "pmap")
 RECURRENT_MODELS = ("lstm", "gru", "mingru", "minlstm")
@@ -111,6 +112,12 @@ def _importable(module: str) -> bool:
     return True
 
 
+def model_label(point: dict[str, Any]) -> str:
+    """The name a point's model goes by in tables and plots: "lstm", or "lstm+unroll8" for a variant."""
+    unroll = point.get("unroll", 1)
+    return f"{point['model']}+unroll{unroll}" if unroll not in (None, 1) else point["model"]
+
+
 def normalize_point(point: dict[str, Any]) -> dict[str, Any]:
     """Check a point's fields and fill defaults (heads). Raises ValueError naming the bad field."""
     p = dict(point)
@@ -128,6 +135,11 @@ def normalize_point(point: dict[str, Any]) -> dict[str, Any]:
     for field in ("seq_len", "batch", "width"):
         if not isinstance(p[field], int) or p[field] < 1:
             raise ValueError(f"point {field} must be a positive int, got {p[field]!r}")
+    if "unroll" in p:
+        if p["model"] not in ("lstm", "gru"):
+            raise ValueError(f"point unroll applies to 'lstm' and 'gru' only, got model {p['model']!r}")
+        if not isinstance(p["unroll"], int) or isinstance(p["unroll"], bool) or p["unroll"] < 1:
+            raise ValueError(f"point unroll must be a positive int, got {p['unroll']!r}")
     if "devices" in p or "parallel" in p:
         p.setdefault("devices", 1)
         p.setdefault("parallel", "jit")
@@ -148,7 +160,7 @@ def _heads(p: dict[str, Any]) -> int:
 def _jnp_dtype(name: str):
     import jax.numpy as jnp
 
-    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -167,13 +179,14 @@ def _rnn_apply(p: dict[str, Any]):
     if model in ("lstm", "gru"):
         from jaxseq.ops import rnn
 
+        unroll = p.get("unroll", 1)
         if model == "lstm":
             params = rnn.init_lstm_params(kp, W, W, dtype=dt)
-            apply = lambda prm, xx: rnn.lstm_scan(prm, xx)[0]  # noqa: E731
+            apply = lambda prm, xx: rnn.lstm_scan(prm, xx, unroll=unroll)[0]  # noqa: E731
             flops = F.lstm_flops(B, T, W, W, mode=p["mode"])
         else:
             params = rnn.init_gru_params(kp, W, W, dtype=dt)
-            apply = lambda prm, xx: rnn.gru_scan(prm, xx)[0]  # noqa: E731
+            apply = lambda prm, xx: rnn.gru_scan(prm, xx, unroll=unroll)[0]  # noqa: E731
             flops = F.gru_flops(B, T, W, W, mode=p["mode"])
     else:
         from jaxseq.ops import linear_recurrence as lr
@@ -325,7 +338,7 @@ def _torch_workload(p: dict[str, Any]) -> Workload:
 
     torch.manual_seed(0)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    dt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[p["dtype"]]
+    dt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[p["dtype"]]
     B, T, W, mode = p["batch"], p["seq_len"], p["width"], p["mode"]
     train = mode == "train"
     tokens = B * T
@@ -464,7 +477,7 @@ def measure_workload(w: Workload, *, warmup: int = 2, repeats: int = 5, dtype: s
     t: T.Timing = box["t"]
     device_kind = jax.devices()[0].device_kind
     peak = F.peak_flops(device_kind, dtype, override_tflops=peak_tflops,
-                        matmul_precision=jax.config.jax_default_matmul_precision)
+                        matmul_precision=getattr(jax.config, "jax_default_matmul_precision", None))
     out.update(
         median_s=t.median, min_s=t.min, max_s=t.max, times_s=t.times, compile_s=t.compile_s,
         load_before=t.load_before, load_after=t.load_after,

@@ -145,3 +145,33 @@ def test_report_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no such folder" in err and "neither results.jsonl nor bench_ops.jsonl" in err
     assert math.isfinite(report.loglog_slope([1, 2], [1, 1]))
+
+
+def test_report_gpu_targets(tmp_path):
+    # A GPU study: the GPU targets replace the CPU ones; unrolled variants are their own series.
+    def gpu(rec, mfu=None):
+        rec["device"] = dict(rec["device"], backend="gpu", device_kind="NVIDIA H100 80GB HBM3")
+        if mfu is not None:
+            rec["result"].update(mfu=mfu, tflops_per_s=mfu * 989)
+        return rec
+
+    lstm = record("lstm", 1024, 0.020, B=16, W=768, dtype="float16")
+    unrolled = record("lstm", 1024, 0.004, B=16, W=768, dtype="float16")
+    unrolled["point"]["unroll"] = 8
+    unrolled["key"] = point_key(unrolled["point"])
+    recs = [gpu(lstm), gpu(unrolled),
+            gpu(record("torch-lstm", 1024, 0.005, B=16, W=768, dtype="float16")),
+            gpu(record("attn-cudnn", 4096, 0.010, B=16, W=1024, dtype="bfloat16")),
+            gpu(record("attn-xla", 4096, 0.020, B=16, W=1024, dtype="bfloat16")),
+            gpu(record("transformer-block", 2048, 0.05, B=16, W=1024, dtype="bfloat16"), mfu=0.31),
+            gpu(record("transformer-block", 2048, 0.09, B=16, W=2048, dtype="bfloat16"), mfu=0.52)]
+    write_jsonl(tmp_path / "results.jsonl", recs)
+    assert main(["report", "--in", str(tmp_path)]) == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "batch 32, hidden 256" not in text  # CPU targets are not listed for a GPU study
+    assert "jaxseq lstm training step vs torch.nn.LSTM on cuDNN" in text
+    assert "scale sweep: 0.25x (NOT met" in text  # plain scan: 20 ms vs 5 ms
+    assert "scale sweep: 1.25x (met" in text  # unroll 8: 4 ms vs 5 ms
+    assert "attn-xla training step vs cuDNN flash attention" in text and "0.50x (NOT met" in text
+    assert "best 52.0% (514 TFLOP/s) at T=2048 B=16 W=2048 bfloat16 - met" in text
+    assert "| lstm+unroll8 |" in text

@@ -79,3 +79,42 @@ def test_bench_ops_tiny(capsys, tmp_path):
     assert "torch-lstm" in text and "attn-xla" in text and "target:" in text
     recs = [json.loads(l) for l in out.read_text().splitlines()]
     assert len(recs) == 5 and all(r["status"] == "ok" for r in recs)
+
+
+def test_gpu_preset_options_and_targets_first():
+    from jaxseq.bench.workloads import MODELS, model_label
+
+    pts = scale.build_points("gpu", available=MODELS, max_devices=1)
+    # the GPU targets run first: the LSTM at the published anchor's point (fp16)
+    assert pts[0]["seq_len"] == 1024 and pts[0]["batch"] == 16 and pts[0]["width"] == 768
+    assert pts[0]["dtype"] == "float16"
+    labels = {model_label(p) for p in pts}
+    assert {"lstm+unroll8", "lstm+unroll32", "cudnn-lstm", "attn-cudnn"} <= labels
+    assert all(p.get("unroll", 1) == 1 for p in pts if p["model"] != "lstm")
+    assert any(p.get("heads") == 8 for p in pts)
+    assert max(p.get("devices", 1) for p in pts) == 1
+    # unrolled variants are not traced (one trace per model)
+    assert all("unroll" not in p for p in scale.trace_points(pts, 1, 1024))
+    keys = [json.dumps(p, sort_keys=True) for p in pts]
+    assert len(keys) == len(set(keys))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_run_point_unroll_and_half_precision(dtype):
+    res = scale.run_point({"model": "lstm", "seq_len": 8, "batch": 2, "width": 16, "dtype": dtype,
+                           "unroll": 4, "mode": "train", "warmup": 0, "repeats": 1})
+    assert res["framework"] == "jax" and res["median_s"] > 0
+
+
+def test_point_options_are_checked():
+    from jaxseq.bench.workloads import model_label, normalize_point
+
+    base = {"model": "lstm", "seq_len": 8, "batch": 2, "width": 16}
+    assert model_label({**base, "unroll": 8}) == "lstm+unroll8"
+    assert model_label({**base, "unroll": 1}) == "lstm"
+    with pytest.raises(ValueError, match="unroll must be a positive int"):
+        normalize_point({**base, "unroll": 0})
+    with pytest.raises(ValueError, match="unroll applies to 'lstm' and 'gru' only"):
+        normalize_point({**base, "model": "mingru", "unroll": 2})
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        normalize_point({**base, "dtype": "float8"})
