@@ -157,6 +157,25 @@ PRESETS: dict[str, Preset] = {
         # One trace per model (its shortest length): traces must come back as one small tarball.
         warmup=2, repeats=5, timeout_s=45, trace_lengths=1, trace_max_len=1024,
     ),
+    # Long sequences on one GPU (the `gpu` preset stops at 16384): where memory allows, 64k.
+    "gpu-long": Preset(
+        grids=(
+            Grid(("lstm", "mingru", "minlstm", "attn-cudnn", "torch-sdpa", "torch-lstm", "lstm-layer",
+                  "transformer-block", "attn-blockwise"),
+                 (32768, 65536), (16,), (512,), dtypes=("bfloat16",)),
+        ),
+        warmup=1, repeats=2, timeout_s=60, trace_lengths=0,
+    ),
+    # The GPU LSTM target's point alone, to compare XLA_FLAGS (e.g. command buffers for while loops)
+    # run by run, each with its own torch cuDNN anchor.
+    "gpu-lstm": Preset(
+        grids=(
+            Grid(("torch-lstm",), (1024,), (16,), (768,), dtypes=("float16",)),
+            Grid(("lstm",), (1024,), (16,), (768,), dtypes=("float16",),
+                 options=({}, {"unroll": 8}, {"unroll": 32})),
+        ),
+        warmup=3, repeats=10, timeout_s=60, trace_lengths=0,
+    ),
     "full": Preset(
         grids=(
             Grid(_RNNS + _ATTN_ALL + _LAYERS + _ANCHORS, _pow2(7, 16), (8, 32), (256, 1024),

@@ -115,6 +115,8 @@ def environment_info() -> dict[str, Any]:
         "versions": _versions(),
         "device": _device_info(),
         "load": _load(),
+        # XLA_FLAGS change the compiled program (command buffers, autotuning): keep them with it.
+        "xla_flags": os.environ.get("XLA_FLAGS") or None,
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
