@@ -2,7 +2,7 @@
 # The one prepared script for a GPU session (one H100 or H200): software check, the `gpu` scaling
 # preset with profiler traces, the report, and a short table printed last.
 #
-#   bash scripts/gpu_study.sh                      # OUT=profiles/h100, PRESET=gpu
+#   bash scripts/gpu_study.sh                      # OUT=profiles/<gpu, e.g. h100>, PRESET=gpu
 #   OUT=/tmp/s PRESET=smoke bash scripts/gpu_study.sh   # the same end to end on a CPU, ~1 min
 #
 # Through the device tool (the whole call must end inside its 600 s limit):
@@ -18,7 +18,9 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-OUT=${OUT:-profiles/h100}
+# Default folder named after the card ("NVIDIA H100 80GB HBM3" -> profiles/h100).
+gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | awk '{print tolower($2)}')
+OUT=${OUT:-profiles/${gpu_name:-gpu}}
 PRESET=${PRESET:-gpu}
 PY=${PYTHON:-python3}
 SWEEP_LIMIT=${SWEEP_LIMIT:-400}   # sweep; + traces + report + start-up stays under ~9 minutes

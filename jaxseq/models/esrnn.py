@@ -76,6 +76,8 @@ __all__ = [
     "SeriesParam",
     "fit_esrnn",
     "forecast_esrnn",
+    "member_forecasts",
+    "member_holdout_smape",
     "holt_winters_multiplicative",
     "initial_log_seasons",
     "level_variability_penalty",
@@ -432,11 +434,17 @@ class ESRNNConfig:
     ensemble_size: int = 6
     average_last_epochs: int = 4
     init_seasons_from_data: bool = True
+    # Per series, average only the `best_members` members with the lowest sMAPE on the last horizon
+    # of the training series (forecast from the series without it); None: every member. Smyl ranked
+    # his networks per series the same way and kept the best 4 of 5.
+    best_members: int | None = None
 
     def __post_init__(self):
         for name in ("input_size", "max_len", "hidden_size", "batch_size", "epochs", "ensemble_size", "average_last_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ESRNNConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.best_members is not None and not 1 <= self.best_members:
+            raise ValueError(f"ESRNNConfig.best_members must be None or >= 1, got {self.best_members}")
         if not 0.0 < self.tau < 1.0:
             raise ValueError(f"ESRNNConfig.tau must be in (0, 1), got {self.tau}")
 
@@ -455,6 +463,7 @@ class ESRNNFitted:
     history: list[dict[str, float]]  # per epoch: member, epoch, loss, forecast loss, penalty, time
     train_time_s: float
     categories: np.ndarray | None = None
+    snapshot_members: list[int] = dataclasses.field(default_factory=list)  # member of each snapshot
 
 
 def prepare_series(
@@ -603,7 +612,7 @@ def fit_esrnn(
     batch = min(config.batch_size, n)
     steps_per_epoch = n // batch
     t_start = time.perf_counter()
-    snapshots, history = [], []
+    snapshots, history, snapshot_members = [], [], []
     init_seasons = initial_log_seasons(y_np, periods) if config.init_seasons_from_data else None
     graphdef, train_step, tx_shared = None, None, None
     for member in range(config.ensemble_size):
@@ -675,11 +684,13 @@ def fit_esrnn(
             snap = epoch >= epochs - config.average_last_epochs
             if snap:
                 snapshots.append(nnx.merge_state(series, shared))
+                snapshot_members.append(member)
             epoch += 1
             over = member_budget is not None and time.perf_counter() - member_start > member_budget
             if over and epoch < epochs:
                 if not snap:  # over budget: keep at least the latest parameters
                     snapshots.append(nnx.merge_state(series, shared))
+                    snapshot_members.append(member)
                 break
     return ESRNNFitted(
         graphdef=graphdef,
@@ -692,19 +703,21 @@ def fit_esrnn(
         history=history,
         train_time_s=time.perf_counter() - t_start,
         categories=cats_np,
+        snapshot_members=snapshot_members,
     )
 
 
-def forecast_esrnn(fitted: ESRNNFitted, train_series: Sequence[np.ndarray]) -> np.ndarray:
-    """Ensemble forecast [n, horizon]: the mean of every snapshot's forecast (original scale).
-
-    `train_series` must be the series the model was fitted on (same order; the per-series
-    smoothing parameters belong to them).
-    """
+def _snapshot_forecasts(fitted: ESRNNFitted, train_series: Sequence[np.ndarray], holdout: int):
+    """Yield (member, forecast [n, horizon]) per snapshot; `holdout` > 0 cuts that many points off
+    the end of each prepared series first (same start, so the learned initial seasons still fit)."""
     if len(train_series) != fitted.num_series:
         raise ValueError(f"train_series must hold the {fitted.num_series} fitted series, got {len(train_series)}")
     cfg = fitted.config
     y_np = prepare_series(train_series, input_size=cfg.input_size, horizon=fitted.horizon, max_len=cfg.max_len)
+    if holdout:
+        if y_np.shape[1] - holdout < cfg.input_size + 3:
+            raise ValueError(f"holdout={holdout} leaves fewer than input_size + 3 points of {y_np.shape[1]}")
+        y_np = y_np[:, :-holdout]
     y = jnp.asarray(y_np)
     cats = None if fitted.categories is None else jnp.asarray(fitted.categories)
 
@@ -713,7 +726,55 @@ def forecast_esrnn(fitted: ESRNNFitted, train_series: Sequence[np.ndarray]) -> n
         model = nnx.merge(fitted.graphdef, state)
         return model(y, categories=cats)
 
-    total = np.zeros((fitted.num_series, fitted.horizon), np.float64)
-    for state in fitted.snapshots:
-        total += np.asarray(one(state), np.float64)
-    return (total / len(fitted.snapshots)).astype(np.float64)
+    members = fitted.snapshot_members or [0] * len(fitted.snapshots)
+    for member, state in zip(members, fitted.snapshots):
+        yield member, np.asarray(one(state), np.float64)
+
+
+def member_forecasts(fitted: ESRNNFitted, train_series: Sequence[np.ndarray], *, holdout: int = 0) -> np.ndarray:
+    """Each ensemble member's forecast, the mean of its snapshots: [members, n, horizon].
+
+    With `holdout` = h > 0 the forecasts are made from the series without their last h points
+    (those points were seen in training, so this ranks members, it does not validate them).
+    """
+    sums: dict[int, np.ndarray] = {}
+    counts: dict[int, int] = {}
+    for member, fc in _snapshot_forecasts(fitted, train_series, holdout):
+        sums[member] = sums.get(member, 0.0) + fc
+        counts[member] = counts.get(member, 0) + 1
+    return np.stack([sums[m] / counts[m] for m in sorted(sums)])
+
+
+def member_holdout_smape(fitted: ESRNNFitted, train_series: Sequence[np.ndarray]) -> np.ndarray:
+    """sMAPE (%) of each member on the last horizon of each training series: [members, n]."""
+    h = fitted.horizon
+    fc = member_forecasts(fitted, train_series, holdout=h)
+    cfg = fitted.config
+    truth = prepare_series(train_series, input_size=cfg.input_size, horizon=h, max_len=cfg.max_len)[:, -h:]
+    truth = truth.astype(np.float64)[None]
+    return 200.0 * np.mean(np.abs(fc - truth) / (np.abs(fc) + np.abs(truth)), axis=-1)
+
+
+def forecast_esrnn(fitted: ESRNNFitted, train_series: Sequence[np.ndarray], *,
+                   best_members: int | None = None) -> np.ndarray:
+    """Ensemble forecast [n, horizon] (original scale).
+
+    Without member selection (`best_members`, default `fitted.config.best_members`, None or >= the
+    number of members) it is the mean of every snapshot's forecast. With it, each series averages
+    the forecasts of its `best_members` members ranked by `member_holdout_smape`.
+
+    `train_series` must be the series the model was fitted on (same order; the per-series
+    smoothing parameters belong to them).
+    """
+    k = fitted.config.best_members if best_members is None else best_members
+    if k is not None and k < 1:
+        raise ValueError(f"best_members must be >= 1, got {k}")
+    n_members = len(set(fitted.snapshot_members)) if fitted.snapshot_members else 1
+    if k is None or k >= n_members:
+        total = np.zeros((fitted.num_series, fitted.horizon), np.float64)
+        for _, fc in _snapshot_forecasts(fitted, train_series, 0):
+            total += fc
+        return total / len(fitted.snapshots)
+    fcs = member_forecasts(fitted, train_series)  # [M, n, h]
+    best = np.argsort(member_holdout_smape(fitted, train_series), axis=0, kind="stable")[:k]  # [k, n]
+    return np.take_along_axis(fcs, best[:, :, None], axis=0).mean(axis=0)

@@ -14,6 +14,8 @@ from jaxseq.models.esrnn import (
     holt_winters_multiplicative,
     initial_log_seasons,
     level_variability_penalty,
+    member_forecasts,
+    member_holdout_smape,
     pinball_loss,
     prepare_series,
 )
@@ -169,3 +171,31 @@ def test_ensemble_snapshots_and_bad_input():
         ESRNN(3, seasonality=12, horizon=0, input_size=4, rngs=__import__("flax").nnx.Rngs(0))
     with pytest.raises(ValueError, match="categories"):
         fit_esrnn(train, horizon=6, seasonality=12, config=cfg, categories=np.ones((2, 2)), progress=False)
+
+
+def test_per_series_member_selection():
+    train, _ = _seasonal_series(n=4, length=72)
+    cfg = ESRNNConfig(epochs=2, **{**TINY, "ensemble_size": 3, "average_last_epochs": 2})
+    fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, progress=False)
+    assert fitted.snapshot_members == [0, 0, 1, 1, 2, 2]
+    fcs = member_forecasts(fitted, train)
+    assert fcs.shape == (3, 4, 6) and np.isfinite(fcs).all()
+    # every member has as many snapshots: the mean of the members is the mean of the snapshots
+    np.testing.assert_allclose(forecast_esrnn(fitted, train), fcs.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(forecast_esrnn(fitted, train, best_members=3), fcs.mean(axis=0), rtol=1e-6)
+    # holdout sMAPE, checked against a direct computation from the holdout forecasts
+    err = member_holdout_smape(fitted, train)
+    y = prepare_series(train, input_size=cfg.input_size, horizon=6, max_len=cfg.max_len)
+    hold = member_forecasts(fitted, train, holdout=6)
+    np.testing.assert_allclose(err[1], smape(y[:, -6:], hold[1]), rtol=1e-5)
+    # best 1: each series takes exactly its best member's forecast; best 2: the mean of its two best
+    one = forecast_esrnn(fitted, train, best_members=1)
+    two = forecast_esrnn(fitted, train, best_members=2)
+    for i in range(4):
+        order = np.argsort(err[:, i], kind="stable")
+        np.testing.assert_allclose(one[i], fcs[order[0], i], rtol=1e-6)
+        np.testing.assert_allclose(two[i], fcs[order[:2], i].mean(axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="best_members"):
+        forecast_esrnn(fitted, train, best_members=0)
+    with pytest.raises(ValueError, match="best_members"):
+        ESRNNConfig(best_members=0)
