@@ -35,9 +35,12 @@ Choices and simplifications (documented deviations from Smyl):
 
 * Hourly uses both seasonalities (24 and 168), as Smyl's Hourly model did (`ESRNNConfig.
   extra_seasonalities = (168,)`).
-* Series of different lengths: each series is cut to its last `T = min(max_len, shortest series)`
-  observations, so a batch is a rectangle (all M4 Hourly training series have ≥ 700 points;
-  Smyl kept them all). The initial seasonal indices are learned, so the cut's phase does not matter.
+* Series of different lengths (M4 Hourly: 169 of 700 points, 245 of 960): with `pad_to_longest`
+  (the default) every series keeps up to `max_len` = 1000 points and the shorter ones are
+  left-padded with their own first week repeated backwards, the padding masked out of the loss and
+  the level penalty, so a batch is a rectangle [batch, 960]; without it all are cut to the shortest
+  (700), as in the first version. On a validation split (the last 48 points of each training
+  series; 3 members) cutting gave OWA 0.4775 and padding to the longest 0.4691.
 * Minibatches of `batch_size` series instead of one series per update; per-series parameters are
   updated by a *sparse* Adam (only the rows of the series in the batch move, with their own
   moment estimates and step counts — what Smyl's separate per-series DyNet trainer does).
@@ -77,12 +80,14 @@ __all__ = [
     "fit_esrnn",
     "forecast_esrnn",
     "member_forecasts",
+    "best_members_mean",
     "member_holdout_smape",
     "holt_winters_multiplicative",
     "initial_log_seasons",
     "level_variability_penalty",
     "pinball_loss",
     "prepare_series",
+    "prepare_series_padded",
 ]
 
 
@@ -168,15 +173,20 @@ def pinball_loss(pred: Array, target: Array, tau: float, *, mask: Array | None =
     return jnp.sum(loss * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def level_variability_penalty(levels: Array) -> Array:
+def level_variability_penalty(levels: Array, *, start: Array | None = None) -> Array:
     """Smyl's wiggliness penalty per series: mean over t of (d_{t+1} - d_t)², d_t = Δ log l_t.
 
-    levels: [batch, time] (time ≥ 3) -> [batch].
+    levels: [batch, time] (time ≥ 3) -> [batch]. `start` [batch] (int): only terms whose three
+    levels are at times ≥ start count (left-padded series).
     """
     if levels.ndim != 2 or levels.shape[1] < 3:
         raise ValueError(f"levels must be [batch, time>=3], got shape {levels.shape}")
     d = jnp.diff(jnp.log(levels), axis=1)
-    return jnp.mean(jnp.diff(d, axis=1) ** 2, axis=1)
+    dd2 = jnp.diff(d, axis=1) ** 2  # term t uses levels t, t+1, t+2
+    if start is None:
+        return jnp.mean(dd2, axis=1)
+    w = (jnp.arange(dd2.shape[1])[None, :] >= start[:, None]).astype(dd2.dtype)
+    return jnp.sum(dd2 * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
 
 
 def initial_log_seasons(y: np.ndarray, periods: Sequence[int], *, max_cycles: int = 4) -> list[np.ndarray]:
@@ -413,12 +423,17 @@ class ESRNNConfig:
     Small batches matter because the shared weights get n/batch updates per epoch (Smyl's
     trainer used one series per update); batch 4 was also the fastest per epoch here. Full
     ensembles with batch 4: 5 × 13-16 epochs 0.451, 3 × 27 epochs 0.447, 6 × 36 epochs 0.447
-    (these defaults; 340 s on the 2-core CPU when it was quiet, ~1.5-2 s per epoch).
+    (340 s on the 2-core CPU when it was quiet, ~1.5-2 s per epoch), all with series cut to 700
+    points. Validation split (last 48 training points, 3 members, scripts/esrnn_validate.py,
+    profiles/forecast/esrnn_validation.jsonl): base 0.4775; level_penalty 3 0.4771, 30 0.4798;
+    hidden 64 0.4756; tau 0.45 0.4881; learning rate 5e-3 0.4898; padding to the longest series
+    with max_len 1000 0.4691 (these defaults). Per-series best-k member selection (`best_members`)
+    did not help on the test set (profiles/forecast/esrnn_member_selection.json), so it is off.
     """
 
     input_size: int = 24
     extra_seasonalities: tuple[int, ...] = (168,)  # added to `seasonality`; Smyl's Hourly: 168
-    max_len: int = 700  # keep the last max_len observations (see module doc)
+    max_len: int = 1000  # keep at most the last max_len observations (see module doc)
     dilations: tuple[tuple[int, ...], ...] = ((1, 4), (24, 168))
     hidden_size: int = 40
     nonlinear_layer: bool = True
@@ -438,6 +453,11 @@ class ESRNNConfig:
     # of the training series (forecast from the series without it); None: every member. Smyl ranked
     # his networks per series the same way and kept the best 4 of 5.
     best_members: int | None = None
+    # Keep up to max_len points of every series instead of cutting all to the shortest: shorter
+    # series are left-padded with their own first cycle of the longest period repeated backwards
+    # (so the smoothing has a plausible history to run through), and the padded part is masked
+    # out of the loss and the level penalty. M4 Hourly has 169 series of 700 points and 245 of 960.
+    pad_to_longest: bool = True
 
     def __post_init__(self):
         for name in ("input_size", "max_len", "hidden_size", "batch_size", "epochs", "ensemble_size", "average_last_epochs"):
@@ -500,6 +520,32 @@ def prepare_series(
     return np.stack([np.asarray(s, np.float64)[-t_len:] for s in train_series]).astype(np.float32)
 
 
+def prepare_series_padded(
+    train_series: Sequence[np.ndarray], *, input_size: int, horizon: int, max_len: int, period: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like `prepare_series`, but T = min(max_len, longest length); returns (y [n, T], start [n]).
+
+    Series shorter than T are left-padded: the padding repeats the series' first `period` values
+    backwards in phase, so y[i, t] for t < start[i] equals y[i, start + (t - start) mod period].
+    `start[i]` is the first real observation.
+    """
+    prepare_series(train_series, input_size=input_size, horizon=horizon, max_len=max_len)  # checks
+    if period < 1:
+        raise ValueError(f"period must be >= 1, got {period}")
+    t_len = min(max_len, max(len(s) for s in train_series))
+    y = np.empty((len(train_series), t_len), np.float32)
+    start = np.zeros(len(train_series), np.int32)
+    for i, s in enumerate(train_series):
+        s = np.asarray(s, np.float64)[-t_len:]
+        o = t_len - len(s)
+        start[i] = o
+        y[i, o:] = s
+        if o:
+            m = min(period, len(s))
+            y[i, :o] = s[(np.arange(-o, 0)) % m]
+    return y, start
+
+
 class _SparseAdam(NamedTuple):
     mu: Any
     nu: Any
@@ -520,22 +566,26 @@ def _make_steps(graphdef, config: ESRNNConfig):
     clip = optax.clip_by_global_norm(config.grad_clip)
     b1, b2, eps = 0.9, 0.999, 1e-8
 
-    def loss_fn(shared, rows, y, cats, key):
+    def loss_fn(shared, rows, y, start, cats, key):
         # `rows` holds only this batch's per-series parameters: merging them gives a model of
         # `batch` series, so nothing of size num_series enters the gradient.
         model = nnx.merge(graphdef, rows, shared)
         hw = model.series_rows(jnp.arange(y.shape[0]))
         out = model.normalised(y, hw, categories=cats, for_training=True, noise_key=key, noise_std=config.input_noise)
+        # Positions whose input window starts before a series' first real value (left padding,
+        # `pad_to_longest`) do not count; without padding `start` is 0 and every position counts.
+        pos = jnp.arange(out["pred"].shape[1])
+        mask = (pos[None, :] >= start[:, None])[..., None]
         # Smyl's pinball is summed over the horizon and scaled by 2/h: 2 × the mean.
-        forec = 2.0 * pinball_loss(out["pred"], out["target"], config.tau)
-        pen = jnp.mean(level_variability_penalty(out["levels"]))
+        forec = 2.0 * pinball_loss(out["pred"], out["target"], config.tau, mask=mask)
+        pen = jnp.mean(level_variability_penalty(out["levels"], start=start))
         return forec + config.level_penalty * pen, (forec, pen)
 
     @jax.jit
-    def train_step(shared, series, opt_state, sadam, y, idx, cats, key, lr):
+    def train_step(shared, series, opt_state, sadam, y, start, idx, cats, key, lr):
         rows = jax.tree.map(lambda a: a[idx], series)
         (loss, (forec, pen)), (g_shared, g_rows) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
-            shared, rows, y, cats, key
+            shared, rows, y, start, cats, key
         )
         upd, opt_state = tx_shared.update(g_shared, opt_state, shared)
         shared = jax.tree.map(lambda p, u: p - lr * u, shared, upd)
@@ -569,6 +619,15 @@ def _make_steps(graphdef, config: ESRNNConfig):
     return tx_shared, train_step
 
 
+def _prepare(train_series, config: ESRNNConfig, horizon: int, periods: tuple[int, ...]):
+    """(y [n, T], start [n]) as the model is trained on: cut to the shortest or padded to the longest."""
+    if config.pad_to_longest:
+        return prepare_series_padded(train_series, input_size=config.input_size, horizon=horizon,
+                                     max_len=config.max_len, period=max(periods) if periods else 1)
+    y = prepare_series(train_series, input_size=config.input_size, horizon=horizon, max_len=config.max_len)
+    return y, np.zeros(len(y), np.int32)
+
+
 def fit_esrnn(
     train_series: Sequence[np.ndarray],
     *,
@@ -598,9 +657,9 @@ def fit_esrnn(
       `ESRNNFitted`; forecast with `forecast_esrnn(fitted, train_series)`.
     """
     config = config or ESRNNConfig()
-    y_np = prepare_series(train_series, input_size=config.input_size, horizon=horizon, max_len=config.max_len)
-    n, t_len = y_np.shape
     periods = tuple(dict.fromkeys(_as_periods(seasonality) + tuple(config.extra_seasonalities)))
+    y_np, start_np = _prepare(train_series, config, horizon, periods)
+    n, t_len = y_np.shape
     cats_np = None
     if categories is not None:
         cats_np = np.asarray(categories, np.float32)
@@ -608,6 +667,7 @@ def fit_esrnn(
             raise ValueError(f"categories must be [n_series={n}, C], got shape {cats_np.shape}")
     num_cat = 0 if cats_np is None else cats_np.shape[1]
     y_all = jnp.asarray(y_np)
+    start_all = jnp.asarray(start_np)
     cats_all = None if cats_np is None else jnp.asarray(cats_np)
     batch = min(config.batch_size, n)
     steps_per_epoch = n // batch
@@ -658,7 +718,7 @@ def fit_esrnn(
                 key, sub = jax.random.split(key)
                 cats_b = None if cats_all is None else cats_all[idx]
                 shared, series, opt_state, sadam, loss, forec, pen = train_step(
-                    shared, series, opt_state, sadam, y_all[idx], idx, cats_b, sub, jnp.float32(lr)
+                    shared, series, opt_state, sadam, y_all[idx], start_all[idx], idx, cats_b, sub, jnp.float32(lr)
                 )
                 losses.append((loss, forec, pen))
             l_arr = np.asarray(jax.device_get(losses), np.float64).mean(axis=0)
@@ -713,7 +773,7 @@ def _snapshot_forecasts(fitted: ESRNNFitted, train_series: Sequence[np.ndarray],
     if len(train_series) != fitted.num_series:
         raise ValueError(f"train_series must hold the {fitted.num_series} fitted series, got {len(train_series)}")
     cfg = fitted.config
-    y_np = prepare_series(train_series, input_size=cfg.input_size, horizon=fitted.horizon, max_len=cfg.max_len)
+    y_np, _ = _prepare(train_series, cfg, fitted.horizon, fitted.periods)
     if holdout:
         if y_np.shape[1] - holdout < cfg.input_size + 3:
             raise ValueError(f"holdout={holdout} leaves fewer than input_size + 3 points of {y_np.shape[1]}")
@@ -750,7 +810,7 @@ def member_holdout_smape(fitted: ESRNNFitted, train_series: Sequence[np.ndarray]
     h = fitted.horizon
     fc = member_forecasts(fitted, train_series, holdout=h)
     cfg = fitted.config
-    truth = prepare_series(train_series, input_size=cfg.input_size, horizon=h, max_len=cfg.max_len)[:, -h:]
+    truth = _prepare(train_series, cfg, h, fitted.periods)[0][:, -h:]
     truth = truth.astype(np.float64)[None]
     return 200.0 * np.mean(np.abs(fc - truth) / (np.abs(fc) + np.abs(truth)), axis=-1)
 
@@ -775,6 +835,18 @@ def forecast_esrnn(fitted: ESRNNFitted, train_series: Sequence[np.ndarray], *,
         for _, fc in _snapshot_forecasts(fitted, train_series, 0):
             total += fc
         return total / len(fitted.snapshots)
-    fcs = member_forecasts(fitted, train_series)  # [M, n, h]
-    best = np.argsort(member_holdout_smape(fitted, train_series), axis=0, kind="stable")[:k]  # [k, n]
-    return np.take_along_axis(fcs, best[:, :, None], axis=0).mean(axis=0)
+    return best_members_mean(member_forecasts(fitted, train_series), member_holdout_smape(fitted, train_series), k)
+
+
+def best_members_mean(forecasts: np.ndarray, errors: np.ndarray, k: int) -> np.ndarray:
+    """Per series, the mean forecast of the `k` members with the lowest error.
+
+    forecasts: [members, n, horizon]; errors: [members, n] (e.g. `member_holdout_smape`).
+    """
+    if forecasts.ndim != 3 or errors.shape != forecasts.shape[:2]:
+        raise ValueError(f"forecasts must be [members, n, horizon] and errors [members, n], got "
+                         f"{forecasts.shape} and {errors.shape}")
+    if not 1 <= k <= forecasts.shape[0]:
+        raise ValueError(f"k must be in [1, {forecasts.shape[0]}], got {k}")
+    best = np.argsort(errors, axis=0, kind="stable")[:k]  # [k, n]
+    return np.take_along_axis(forecasts, best[:, :, None], axis=0).mean(axis=0)

@@ -14,10 +14,12 @@ from jaxseq.models.esrnn import (
     holt_winters_multiplicative,
     initial_log_seasons,
     level_variability_penalty,
+    best_members_mean,
     member_forecasts,
     member_holdout_smape,
     pinball_loss,
     prepare_series,
+    prepare_series_padded,
 )
 
 
@@ -199,3 +201,44 @@ def test_per_series_member_selection():
         forecast_esrnn(fitted, train, best_members=0)
     with pytest.raises(ValueError, match="best_members"):
         ESRNNConfig(best_members=0)
+
+
+def test_best_members_mean_picks_lowest_errors():
+    fcs = np.arange(3 * 2 * 2, dtype=float).reshape(3, 2, 2)  # member m, series i
+    err = np.array([[3.0, 1.0], [1.0, 2.0], [2.0, 3.0]])
+    out = best_members_mean(fcs, err, 2)
+    np.testing.assert_allclose(out[0], (fcs[1, 0] + fcs[2, 0]) / 2)  # series 0: members 1, 2
+    np.testing.assert_allclose(out[1], (fcs[0, 1] + fcs[1, 1]) / 2)  # series 1: members 0, 1
+    np.testing.assert_allclose(best_members_mean(fcs, err, 3), fcs.mean(axis=0))
+    with pytest.raises(ValueError, match="k must be"):
+        best_members_mean(fcs, err, 4)
+    with pytest.raises(ValueError, match="errors"):
+        best_members_mean(fcs, err[:, :1], 1)
+
+
+def test_padded_series_and_masked_penalty():
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(1, 2, 40), rng.uniform(1, 2, 30)
+    y, start = prepare_series_padded([a, b], input_size=4, horizon=3, max_len=100, period=7)
+    assert y.shape == (2, 40) and list(start) == [0, 10]
+    np.testing.assert_allclose(y[0], a, rtol=1e-6)
+    np.testing.assert_allclose(y[1, 10:], b, rtol=1e-6)
+    for t in range(10):  # in-phase backwards repetition of b's first 7 values
+        assert y[1, t] == pytest.approx(b[(t - 10) % 7], rel=1e-6)
+    y2, start2 = prepare_series_padded([a, b], input_size=4, horizon=3, max_len=35, period=7)
+    assert y2.shape == (2, 35) and list(start2) == [0, 5]
+    levels = jnp.asarray(rng.uniform(1, 2, (2, 12)), jnp.float32)
+    pen = level_variability_penalty(levels, start=jnp.array([0, 5]))
+    np.testing.assert_allclose(pen[0], level_variability_penalty(levels)[0], rtol=1e-6)
+    np.testing.assert_allclose(pen[1], level_variability_penalty(levels[1:, 5:])[0], rtol=1e-6)
+
+
+def test_fit_with_padding_to_the_longest_series():
+    train, test = _seasonal_series(n=4, length=90)
+    train = [s if i % 2 else s[-70:] for i, s in enumerate(train)]  # two lengths, as M4 Hourly
+    cfg = ESRNNConfig(epochs=3, pad_to_longest=True, **{**TINY, "average_last_epochs": 1})
+    fitted = fit_esrnn(train, horizon=12, seasonality=12, config=cfg, progress=False)
+    assert fitted.length == 90 and np.isfinite([r["loss"] for r in fitted.history]).all()
+    fc = forecast_esrnn(fitted, train)
+    assert fc.shape == (4, 12) and np.isfinite(fc).all()
+    assert member_forecasts(fitted, train, holdout=12).shape == (1, 4, 12)

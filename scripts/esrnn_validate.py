@@ -1,0 +1,75 @@
+"""Score ES-RNN settings on a validation split of M4 Hourly: the last horizon of each training series.
+
+    PYTHONPATH=. .venv/bin/python scripts/esrnn_validate.py --set level_penalty=30 --set tau=0.45 \\
+        [--ensemble 3] [--out profiles/forecast/esrnn_validation.jsonl]
+
+Trains on every training series without its last 48 points and scores sMAPE/MASE/OWA (Naive2 of the
+same split) on those 48 points, so settings are chosen without looking at the test set. Appends one
+JSON line per run to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text in ("true", "false", "null"):
+        return json.loads(text)
+    return json.loads(text) if text[:1] in "[({" else text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="an ESRNNConfig field to override (repeatable)")
+    ap.add_argument("--ensemble", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="profiles/forecast/esrnn_validation.jsonl")
+    a = ap.parse_args(argv)
+
+    import numpy as np
+
+    from jaxseq.bench.sweep import environment_info
+    from jaxseq.data.m4 import evaluate, load_m4
+    from jaxseq.models.esrnn import ESRNNConfig, fit_esrnn, forecast_esrnn
+
+    fields = {f.name for f in dataclasses.fields(ESRNNConfig)}
+    over = {"ensemble_size": a.ensemble}
+    for item in a.set:
+        name, _, text = item.partition("=")
+        if name not in fields or not text:
+            print(f"esrnn_validate: error: --set {item!r}: expected FIELD=VALUE with FIELD in {sorted(fields)}",
+                  file=sys.stderr)
+            return 2
+        over[name] = _value(text)
+    if "dilations" in over:
+        over["dilations"] = tuple(tuple(d) for d in over["dilations"])
+    cfg = ESRNNConfig(**over)
+    full = load_m4("Hourly")
+    h = full.horizon
+    val = dataclasses.replace(full, train=[s[:-h] for s in full.train],
+                              test=np.stack([s[-h:] for s in full.train]).astype(np.float64))
+    t0 = time.perf_counter()
+    fitted = fit_esrnn(val.train, horizon=h, seasonality=val.seasonality, config=cfg, seed=a.seed, progress=False)
+    score = evaluate(val, forecast_esrnn(fitted, val.train))
+    rec = {"overrides": {k: v for k, v in over.items()}, "seed": a.seed,
+           "val_smape": round(score.smape, 4), "val_mase": round(score.mase, 4), "val_owa": round(score.owa, 4),
+           "train_s": round(time.perf_counter() - t0, 1), **environment_info()}
+    with open(a.out, "a") as f:
+        f.write(json.dumps(rec, default=str) + "\n")
+    print(json.dumps({k: rec[k] for k in ("overrides", "val_smape", "val_mase", "val_owa", "train_s")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
