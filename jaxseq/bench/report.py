@@ -68,7 +68,7 @@ class Target:
     mode: str = "train"
 
     def matches(self, point: dict[str, Any], model: str) -> bool:
-        return (_label(point) == model and point.get("seq_len") == self.seq_len
+        return (model_label(point) == model and point.get("seq_len") == self.seq_len
                 and point.get("batch") == self.batch and point.get("width") == self.width
                 and point.get("dtype", "float32") == self.dtype
                 and point.get("mode", "train") == self.mode and "devices" not in point
@@ -101,8 +101,6 @@ def _heads(point: dict[str, Any]) -> int:
     return int(point.get("heads") or max(1, int(point.get("width", 64)) // 64))
 
 
-# Variants of a model (an unrolled scan) are their own series: "lstm+unroll8".
-_label = model_label
 
 
 def _backend(study: "Study") -> str:
@@ -250,7 +248,7 @@ def series(records: list[dict[str, Any]]) -> dict[Config, dict[str, list[dict[st
     """{config: {model: [records sorted by seq_len]}} for single-device ok records."""
     out: dict[Config, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        out[_config(r["point"])][_label(r["point"])].append(r)
+        out[_config(r["point"])][model_label(r["point"])].append(r)
     for models in out.values():
         for m in models:
             models[m].sort(key=lambda r: r["point"]["seq_len"])
@@ -304,103 +302,93 @@ def _crossing(ratios: list[tuple[int, float]]) -> float | None:
     return None
 
 
+def _paired_times(ser, pairs):
+    """(config, a, b, times of a, times of b, lengths both have) for each pair measured together.
+
+    `ser` as from `series`; times are {seq_len: median seconds}; configs in report order.
+    """
+    for cfg in _order_configs(ser):
+        models = ser[cfg]
+        for a, b in pairs:
+            if a in models and b in models:
+                ta, tb = _times(models[a]), _times(models[b])
+                common = sorted(set(ta) & set(tb))
+                if common:
+                    yield cfg, a, b, ta, tb, common
+
+
 def crossover_findings(ser) -> list[str]:
     """Where each attention model becomes slower than the recurrent model of the same settings."""
     lines = []
-    for cfg in _order_configs(ser):
-        models = ser[cfg]
-        for rnn, att in CROSSOVER_PAIRS:
-            if rnn not in models or att not in models:
-                continue
-            tr, ta = _times(models[rnn]), _times(models[att])
-            common = sorted(set(tr) & set(ta))
-            if len(common) < 2:
-                continue
-            ratios = [(T, ta[T] / tr[T]) for T in common]
-            head = f"{att} vs {rnn} ({_config_label(cfg)}): "
-            slower = [T for T, r in ratios if r > 1]
-            if not slower:
-                T, r = ratios[-1]
-                text = (head + f"attention is faster at every measured length up to T={T} "
-                        f"(time ratio {r:.2f}x there)")
-                ks = (loglog_slope(common[-3:], [ta[x] for x in common[-3:]]),
-                      loglog_slope(common[-3:], [tr[x] for x in common[-3:]]))
-                if ks[0] is not None and ks[1] is not None and ks[0] > ks[1]:
-                    t_star = T * (1 / r) ** (1 / (ks[0] - ks[1]))
-                    text += (f"; extrapolating the last slopes (T^{ks[0]:.2f} vs T^{ks[1]:.2f}) "
-                             f"puts the crossing near T={t_star:,.0f}")
-                lines.append(text)
-            elif all(r > 1 for _, r in ratios):
-                T, r = ratios[0]
-                lines.append(head + f"attention is slower at every measured length, already "
-                             f"{r:.2f}x at T={T} and {ratios[-1][1]:.2f}x at T={ratios[-1][0]}")
+    for cfg, rnn, att, tr, ta, common in _paired_times(ser, CROSSOVER_PAIRS):
+        if len(common) < 2:
+            continue
+        ratios = [(T, ta[T] / tr[T]) for T in common]
+        head = f"{att} vs {rnn} ({_config_label(cfg)}): "
+        slower = [T for T, r in ratios if r > 1]
+        if not slower:
+            T, r = ratios[-1]
+            text = (head + f"attention is faster at every measured length up to T={T} "
+                    f"(time ratio {r:.2f}x there)")
+            ks = (loglog_slope(common[-3:], [ta[x] for x in common[-3:]]),
+                  loglog_slope(common[-3:], [tr[x] for x in common[-3:]]))
+            if ks[0] is not None and ks[1] is not None and ks[0] > ks[1]:
+                t_star = T * (1 / r) ** (1 / (ks[0] - ks[1]))
+                text += (f"; extrapolating the last slopes (T^{ks[0]:.2f} vs T^{ks[1]:.2f}) "
+                         f"puts the crossing near T={t_star:,.0f}")
+            lines.append(text)
+        elif all(r > 1 for _, r in ratios):
+            T, r = ratios[0]
+            lines.append(head + f"attention is slower at every measured length, already "
+                         f"{r:.2f}x at T={T} and {ratios[-1][1]:.2f}x at T={ratios[-1][0]}")
+        else:
+            first = slower[0]
+            stays = all(r > 1 for T, r in ratios if T >= first)
+            t_star = _crossing(ratios)
+            r_first = dict(ratios)[first]
+            text = (head + f"attention becomes slower than {rnn} at T={first} "
+                    f"({r_first:.2f}x its time)")
+            if t_star:
+                text += f", crossing near T={t_star:,.0f} (log-log interpolation)"
+            if stays:
+                text += f", and stays slower up to T={ratios[-1][0]} ({ratios[-1][1]:.2f}x)"
             else:
-                first = slower[0]
-                stays = all(r > 1 for T, r in ratios if T >= first)
-                t_star = _crossing(ratios)
-                r_first = dict(ratios)[first]
-                text = (head + f"attention becomes slower than {rnn} at T={first} "
-                        f"({r_first:.2f}x its time)")
-                if t_star:
-                    text += f", crossing near T={t_star:,.0f} (log-log interpolation)"
-                if stays:
-                    text += f", and stays slower up to T={ratios[-1][0]} ({ratios[-1][1]:.2f}x)"
-                else:
-                    text += ("; not steadily: " + ", ".join(f"{r:.2f}x at T={T}" for T, r in ratios)
-                             + " (noise, or a changing bottleneck)")
-                lines.append(text)
+                text += ("; not steadily: " + ", ".join(f"{r:.2f}x at T={T}" for T, r in ratios)
+                         + " (noise, or a changing bottleneck)")
+            lines.append(text)
     return lines
 
 
 def min_rnn_findings(ser) -> list[str]:
     """minGRU / minLSTM against the LSTM of the same settings at the largest common lengths."""
     lines = []
-    for cfg in _order_configs(ser):
-        models = ser[cfg]
-        if "lstm" not in models:
-            continue
-        tl = _times(models["lstm"])
-        for m in PARALLEL_RNNS:
-            if m not in models:
-                continue
-            tm = _times(models[m])
-            common = sorted(set(tl) & set(tm))
-            if not common:
-                continue
-            facs = [(T, tl[T] / tm[T]) for T in common]
-            show = facs[-3:]
-            parts = ", ".join(f"{f:.2f}x at T={T}" for T, f in show)
-            text = f"{m} vs lstm ({_config_label(cfg)}): lstm time / {m} time = {parts}"
-            if len(facs) >= 2:
-                last = [f for _, f in show]
-                if all(b > a for a, b in zip(last, last[1:])):
-                    text += " - the factor grows with T"
-                elif all(b < a for a, b in zip(last, last[1:])):
-                    text += " - the factor shrinks with T"
-                else:
-                    text += " - no steady trend"
-            if show[-1][1] < 1:
-                text += f"; {m} is SLOWER than the LSTM at T={show[-1][0]}"
-            lines.append(text)
+    for cfg, _, m, tl, tm, common in _paired_times(ser, [("lstm", p) for p in PARALLEL_RNNS]):
+        facs = [(T, tl[T] / tm[T]) for T in common]
+        show = facs[-3:]
+        parts = ", ".join(f"{f:.2f}x at T={T}" for T, f in show)
+        text = f"{m} vs lstm ({_config_label(cfg)}): lstm time / {m} time = {parts}"
+        if len(facs) >= 2:
+            last = [f for _, f in show]
+            if all(b > a for a, b in zip(last, last[1:])):
+                text += " - the factor grows with T"
+            elif all(b < a for a, b in zip(last, last[1:])):
+                text += " - the factor shrinks with T"
+            else:
+                text += " - no steady trend"
+        if show[-1][1] < 1:
+            text += f"; {m} is SLOWER than the LSTM at T={show[-1][0]}"
+        lines.append(text)
     return lines
 
 
 def anchor_rows(ser) -> list[list[Any]]:
     """[model, anchor, config, ratio per T..., geometric mean] (tokens/s ratio, >1 = faster)."""
     rows = []
-    for cfg in _order_configs(ser):
-        models = ser[cfg]
-        for m, a in ANCHOR_PAIRS:
-            if m not in models or a not in models:
-                continue
-            tm, ta = _times(models[m]), _times(models[a])
-            common = sorted(set(tm) & set(ta))
-            if not common:
-                continue
-            ratios = [ta[T] / tm[T] for T in common]
-            per_t = ", ".join(f"T={T}: {r:.2f}x" for T, r in zip(common, ratios))
-            gm = math.exp(statistics.fmean(math.log(r) for r in ratios))
-            rows.append([m, a, _config_label(cfg), per_t, f"{gm:.2f}x"])
+    for cfg, m, a, tm, ta, common in _paired_times(ser, ANCHOR_PAIRS):
+        ratios = [ta[T] / tm[T] for T in common]
+        per_t = ", ".join(f"T={T}: {r:.2f}x" for T, r in zip(common, ratios))
+        gm = math.exp(statistics.fmean(math.log(r) for r in ratios))
+        rows.append([m, a, _config_label(cfg), per_t, f"{gm:.2f}x"])
     return rows
 
 
@@ -876,7 +864,7 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
     if study.failed:
         md += ["## Points that did not finish", ""]
         md += _table(["status", "model", "T", "B", "W", "dtype", "mode", "devices", "message"],
-                     [[r.get("status"), _label(r["point"]), r["point"].get("seq_len"),
+                     [[r.get("status"), model_label(r["point"]), r["point"].get("seq_len"),
                        r["point"].get("batch"), r["point"].get("width"), r["point"].get("dtype"),
                        r["point"].get("mode"), r["point"].get("devices", ""),
                        _first_line(r.get("message"))] for r in study.failed])

@@ -369,8 +369,8 @@ def summary_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         p, r = rec.get("point", {}), rec.get("result") or {}
         mem = r.get("memory") or {}
         rows.append({
-            **{k: p.get(k) for k in ("model", "seq_len", "batch", "dtype", "mode")},
             "model": model_label(p) if p.get("model") else None,
+            **{k: p.get(k) for k in ("seq_len", "batch", "dtype", "mode")},
             "devices": p.get("devices", "") and f"{p['devices']}{p.get('parallel', '')[:1]}",
             "status": rec.get("status"),
             "ms": r.get("median_s") and r["median_s"] * 1e3,

@@ -486,15 +486,8 @@ class ESRNNFitted:
     snapshot_members: list[int] = dataclasses.field(default_factory=list)  # member of each snapshot
 
 
-def prepare_series(
-    train_series: Sequence[np.ndarray], *, input_size: int, horizon: int, max_len: int
-) -> np.ndarray:
-    """Validate and cut the series to a rectangle [n, T], T = min(max_len, shortest length).
-
-    Raises ValueError (naming the argument) for an empty list, non-1-D or non-finite series,
-    non-positive values (the model is multiplicative and works in logs), or series shorter than
-    input_size + horizon + 3 (at least a few training windows, and 3 levels for the penalty).
-    """
+def _checked_lengths(train_series: Sequence[np.ndarray], *, input_size: int, horizon: int) -> list[int]:
+    """The series' lengths, after the checks `prepare_series` documents."""
     if horizon is None or int(horizon) < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     if input_size < 1:
@@ -514,6 +507,20 @@ def prepare_series(
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise ValueError(f"train_series[{i}] must be finite and positive (multiplicative model)")
         lengths.append(len(s))
+    return lengths
+
+
+def prepare_series(
+    train_series: Sequence[np.ndarray], *, input_size: int, horizon: int, max_len: int
+) -> np.ndarray:
+    """Validate and cut the series to a rectangle [n, T], T = min(max_len, shortest length).
+
+    Raises ValueError (naming the argument) for an empty list, non-1-D or non-finite series,
+    non-positive values (the model is multiplicative and works in logs), or series shorter than
+    input_size + horizon + 3 (at least a few training windows, and 3 levels for the penalty).
+    """
+    lengths = _checked_lengths(train_series, input_size=input_size, horizon=horizon)
+    need = input_size + horizon + 3
     t_len = min(max_len, min(lengths))
     if t_len < need:
         raise ValueError(f"max_len={max_len} < input_size + horizon + 3 = {need}")
@@ -529,10 +536,13 @@ def prepare_series_padded(
     backwards in phase, so y[i, t] for t < start[i] equals y[i, start + (t - start) mod period].
     `start[i]` is the first real observation.
     """
-    prepare_series(train_series, input_size=input_size, horizon=horizon, max_len=max_len)  # checks
+    lengths = _checked_lengths(train_series, input_size=input_size, horizon=horizon)
+    need = input_size + horizon + 3
+    if max_len < need:
+        raise ValueError(f"max_len={max_len} < input_size + horizon + 3 = {need}")
     if period < 1:
         raise ValueError(f"period must be >= 1, got {period}")
-    t_len = min(max_len, max(len(s) for s in train_series))
+    t_len = min(max_len, max(lengths))
     y = np.empty((len(train_series), t_len), np.float32)
     start = np.zeros(len(train_series), np.int32)
     for i, s in enumerate(train_series):
