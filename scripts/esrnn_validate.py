@@ -1,11 +1,12 @@
 """Score ES-RNN settings on a validation split of M4 Hourly: the last horizon of each training series.
 
     PYTHONPATH=. .venv/bin/python scripts/esrnn_validate.py --set level_penalty=30 --set tau=0.45 \\
-        [--ensemble 3] [--out profiles/forecast/esrnn_validation.jsonl]
+        [--ensemble 3] [--curve] [--out profiles/forecast/esrnn_validation.jsonl]
 
 Trains on every training series without its last 48 points and scores sMAPE/MASE/OWA (Naive2 of the
 same split) on those 48 points, so settings are chosen without looking at the test set. Appends one
-JSON line per run to --out.
+JSON line per run to --out; with --curve it also holds the OWA of the mean of the first k members for
+every k (how much each added member buys).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="an ESRNNConfig field to override (repeatable)")
     ap.add_argument("--ensemble", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--curve", action="store_true", help="also score the mean of the first k members, every k")
     ap.add_argument("--out", default="profiles/forecast/esrnn_validation.jsonl")
     a = ap.parse_args(argv)
 
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from jaxseq.bench.sweep import environment_info
     from jaxseq.data.m4 import evaluate, load_m4
-    from jaxseq.models.esrnn import ESRNNConfig, fit_esrnn, forecast_esrnn
+    from jaxseq.models.esrnn import ESRNNConfig, fit_esrnn, forecast_esrnn, member_forecasts
 
     fields = {f.name for f in dataclasses.fields(ESRNNConfig)}
     over = {"ensemble_size": a.ensemble}
@@ -65,9 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     rec = {"overrides": {k: v for k, v in over.items()}, "seed": a.seed,
            "val_smape": round(score.smape, 4), "val_mase": round(score.mase, 4), "val_owa": round(score.owa, 4),
            "train_s": round(time.perf_counter() - t0, 1), **environment_info()}
+    if a.curve:
+        members = member_forecasts(fitted, val.train)
+        rec["owa_of_first_k_members"] = [round(evaluate(val, members[:k].mean(axis=0)).owa, 4)
+                                         for k in range(1, len(members) + 1)]
     with open(a.out, "a") as f:
         f.write(json.dumps(rec, default=str) + "\n")
-    print(json.dumps({k: rec[k] for k in ("overrides", "val_smape", "val_mase", "val_owa", "train_s")}))
+    print(json.dumps({k: rec[k] for k in ("overrides", "val_smape", "val_mase", "val_owa", "train_s",
+                                          "owa_of_first_k_members") if k in rec}))
     return 0
 
 

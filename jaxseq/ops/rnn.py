@@ -360,8 +360,12 @@ def _shift_prev(h0: Array, out_tm: Array) -> Array:
 # LSTM core
 
 
-def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: bool):
-    """Forward scan. x [B, T, I]; returns out_tm [T, B, H], (hT, cT), residuals or None."""
+def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: bool, cells: bool = False):
+    """Forward scan. x [B, T, I]; returns out_tm [T, B, H], (hT, cT), residuals or None.
+
+    With `cells` (not with `save`) out_tm is [T, B, 2H]: the outputs, then the cell states c_t (zero
+    past a sequence's end, like the outputs) in the outputs' dtype.
+    """
     acc = c0.dtype
     hidden = w_hh.shape[0]
     if hoist:
@@ -391,6 +395,9 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
             # c_t = f*c_{t-1} + i*g elementwise instead of storing it.
             acts = jnp.concatenate([i, f, g, o], axis=-1).astype(h.dtype)
             return (h_next, c_next), (out, acts, c)
+        if cells:
+            c_out = c_new if m is None else jnp.where(m, c_new, jnp.zeros_like(c_new))
+            return (h_next, c_next), jnp.concatenate([out, c_out.astype(out.dtype)], axis=-1)
         return (h_next, c_next), out
 
     (hT, cT), ys = lax.scan(step, (h0, c0), (xs, mask), unroll=unroll)
@@ -477,6 +484,7 @@ def lstm_scan(
     unroll: int | bool = 1,
     hoist_input: bool | None = None,
     backward: Backward = "auto",
+    return_cells: bool = False,
 ) -> tuple[Array, tuple[Array, Array]]:
     """Run an LSTM over ``x`` ``[batch, time, input]``.
 
@@ -490,10 +498,14 @@ def lstm_scan(
       unroll: ``lax.scan`` unroll factor.
       hoist_input: one input matmul before the scan (True), per step (False), per backend (None).
       backward: ``"auto"`` | ``"custom"`` | ``"autodiff"``; see the module docstring.
+      return_cells: also return the cell state of every step (for a penalty on it, as ES-RNN's
+        c-state penalty). Its gradient comes from differentiating the forward scan, so
+        ``backward`` must be ``"auto"`` or ``"autodiff"``.
 
     Returns:
       ``(outputs [batch, time, hidden], (h_final [batch, hidden], c_final [batch, hidden]))`` in the
-      dtype of ``x``.
+      dtype of ``x``; with ``return_cells``, ``((outputs, cells [batch, time, hidden]), (h_final,
+      c_final))`` (cells past a sequence's end are zero, like the outputs).
     """
     x, lengths, dilation, hidden = _validate_common(
         "lstm_scan", params, x, 4, lengths, dilation, unroll, hoist_input, backward
@@ -512,18 +524,24 @@ def lstm_scan(
         h0 = _check_state("lstm_scan", "initial_state[0] (h0)", initial_state[0], batch, hidden)
         c0 = _check_state("lstm_scan", "initial_state[1] (c0)", initial_state[1], batch, hidden)
         h0, c0 = h0.astype(cdt), c0.astype(acc)
+    if return_cells and backward == "custom":
+        raise ValueError('lstm_scan: return_cells=True needs backward="auto" or "autodiff", got "custom"')
 
-    return _lstm_impl(
+    out, state = _lstm_impl(
         tuple(params), x, h0, c0, lengths,
         reverse=bool(reverse), dilation=dilation, unroll=unroll,
-        hoist=_resolve_hoist(hoist_input), custom=backward in ("auto", "custom"),
+        hoist=_resolve_hoist(hoist_input), custom=backward in ("auto", "custom") and not return_cells,
+        cells=bool(return_cells),
     )
+    if return_cells:  # the scan emitted [outputs | cells] along the feature axis
+        return (out[..., :hidden], out[..., hidden:]), state
+    return out, state
 
 
 # Validation happens eagerly above; the rest is one jitted function so that an eager call compiles
 # once instead of dispatching each reshape/pad/gather op by op (inside an outer jit it inlines).
-@partial(jax.jit, static_argnames=("reverse", "dilation", "unroll", "hoist", "custom"))
-def _lstm_impl(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, custom):
+@partial(jax.jit, static_argnames=("reverse", "dilation", "unroll", "hoist", "custom", "cells"))
+def _lstm_impl(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, custom, cells=False):
     cdt = x.dtype
     w_ih, w_hh, b = (p.astype(cdt) for p in params)
 
@@ -534,7 +552,7 @@ def _lstm_impl(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, 
             out, st = _lstm_custom(hoist, unroll, w_ih, w_hh, b, xx, hh, cc, mask)
         else:
             out, st, _ = _lstm_forward(
-                w_ih, w_hh, b, xx, hh, cc, mask, hoist=hoist, unroll=unroll, save=False
+                w_ih, w_hh, b, xx, hh, cc, mask, hoist=hoist, unroll=unroll, save=False, cells=cells
             )
         return jnp.swapaxes(out, 0, 1), st
 

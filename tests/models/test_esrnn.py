@@ -1,4 +1,6 @@
 """ES-RNN: the Holt-Winters recursion, its gradients, the losses, a tiny fit, bad input."""
+import dataclasses
+
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
@@ -242,3 +244,71 @@ def test_fit_with_padding_to_the_longest_series():
     fc = forecast_esrnn(fitted, train)
     assert fc.shape == (4, 12) and np.isfinite(fc).all()
     assert member_forecasts(fitted, train, holdout=12).shape == (1, 4, 12)
+
+
+def test_members_train_independently_in_one_vmapped_step():
+    """Member j of an ensemble is the run with seed + j alone: the vmapped members do not mix."""
+    train, _ = _seasonal_series(n=4, length=72)
+    cfg = ESRNNConfig(epochs=2, **{**TINY, "ensemble_size": 2, "average_last_epochs": 1})
+    pair = member_forecasts(fit_esrnn(train, horizon=6, seasonality=12, config=cfg, seed=3, progress=False), train)
+    solo_cfg = dataclasses.replace(cfg, ensemble_size=1)
+    for j in range(2):
+        solo = fit_esrnn(train, horizon=6, seasonality=12, config=solo_cfg, seed=3 + j, progress=False)
+        np.testing.assert_allclose(pair[j], member_forecasts(solo, train)[0], rtol=2e-4)
+    assert not np.allclose(pair[0], pair[1], rtol=1e-3)
+
+
+def test_c_state_penalty_adds_the_mean_square_cell():
+    train, _ = _seasonal_series(n=4, length=72)
+    model = ESRNN(4, seasonality=12, horizon=6, input_size=12, dilations=((1, 2), (6,)), hidden_size=8,
+                  rngs=__import__("flax").nnx.Rngs(0))
+    y = jnp.asarray(np.stack(train), jnp.float32)
+    hw = model.series_rows(jnp.arange(4))
+    plain = model.normalised(y, hw)
+    out = model.normalised(y, hw, with_cell_penalty=True)
+    np.testing.assert_allclose(out["pred"], plain["pred"], rtol=1e-5, atol=1e-6)
+    assert out["cell_sq"].shape == out["pred"].shape[:2] and bool(jnp.all(out["cell_sq"] > 0))
+    # by hand: the first layer of each block, on that block's input
+    from jaxseq.ops.rnn import LSTMParams, lstm_scan
+
+    def cells_of(layer, inp):
+        p = LSTMParams(layer.w_ih[...], layer.w_hh[...], layer.b[...])
+        (o, c), _ = lstm_scan(p, inp, dilation=layer.dilation, return_cells=True)
+        return o, jnp.mean(c**2, axis=-1)
+
+    x = jax.random.normal(jax.random.key(0), (4, 20, 12))
+    _, cell_sq = model.network(x, with_cell_penalty=True)
+    o00, sq0 = cells_of(model.blocks[0][0], x)
+    block0 = model.blocks[0][1](o00)
+    _, sq1 = cells_of(model.blocks[1][0], block0)
+    np.testing.assert_allclose(cell_sq, (sq0 + sq1) / 2, rtol=1e-5, atol=1e-7)
+    cfg = ESRNNConfig(epochs=2, c_state_penalty=1.0, **{**TINY, "average_last_epochs": 1})
+    fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, progress=False)
+    assert np.isfinite(forecast_esrnn(fitted, train)).all()
+    with pytest.raises(ValueError, match="c_state_penalty"):
+        ESRNNConfig(c_state_penalty=-1.0)
+
+
+def test_specialists_train_on_their_series_and_forecast_as_the_best_k():
+    from jaxseq.models.esrnn import _reassign, _specialist_batches
+
+    rng = np.random.default_rng(0)
+    losses = np.array([[1.0, 5.0, 2.0], [2.0, 1.0, 3.0], [3.0, 2.0, 1.0]])  # [members, series]
+    assign = _reassign(losses, 2, rng)
+    np.testing.assert_array_equal(assign, [[1, 0, 1], [1, 1, 0], [0, 1, 1]])
+    assert _reassign(np.array([[1.0, 1.0], [2.0, 2.0]]), 1, rng)[1].sum() == 1  # an idle member gets a half
+    batches = _specialist_batches(assign, [np.random.default_rng(m) for m in range(3)], steps=3, batch=2)
+    assert batches.shape == (3, 3, 2)
+    for m in range(3):
+        assert set(batches[m].ravel()) == set(np.flatnonzero(assign[m]))
+
+    train, _ = _seasonal_series(n=5, length=72)
+    cfg = ESRNNConfig(epochs=2, specialists_top=2, **{**TINY, "ensemble_size": 3, "average_last_epochs": 1})
+    fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, progress=False)
+    assert fitted.member_losses.shape == (3, 5) and np.isfinite(fitted.member_losses).all()
+    expect = best_members_mean(member_forecasts(fitted, train), fitted.member_losses, 2)
+    np.testing.assert_allclose(forecast_esrnn(fitted, train), expect, rtol=1e-6)
+    with pytest.raises(ValueError, match="specialists_top"):
+        ESRNNConfig(ensemble_size=3, specialists_top=4)
+    with pytest.raises(ValueError, match="best_members"):
+        ESRNNConfig(specialists_top=2, best_members=2)

@@ -19,6 +19,7 @@ from jaxseq.ops.rnn import (
     lstm_reference,
     lstm_scan,
 )
+from jaxseq.ops.rnn import _reference_loop  # the loop behind lstm_reference, for a cells reference
 
 B, T, I, H = 3, 7, 5, 4
 LENS = np.array([7, 3, 0], np.int32)
@@ -356,3 +357,52 @@ def test_bad_params_and_dtypes_raise():
         lstm_scan(p, jnp.zeros((B, T, I), jnp.int32))
     with pytest.raises(TypeError, match=r"`lengths`.*integer"):
         lstm_scan(p, x, lengths=jnp.ones((B,), jnp.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# cell states (ES-RNN's c-state penalty)
+
+
+def _cells_reference(params, x, state, lengths, reverse, dilation):
+    """Every step's c_t from a float64 loop; the loop's output slot carries h_t ‖ c_t."""
+    w_ih, w_hh, b = (np.asarray(p, np.float64) for p in params)
+    sig = lambda v: 1.0 / (1.0 + np.exp(-v))
+
+    def step(xt, prev):
+        h, c = prev[0][:H], prev[1]
+        i, f, g, o = np.split(xt @ w_ih + h @ w_hh + b, 4)
+        c = sig(f) * c + sig(i) * np.tanh(g)
+        return np.concatenate([sig(o) * np.tanh(c), c]), c
+
+    h0, c0 = (np.asarray(s, np.float64) for s in state)
+    out, _ = _reference_loop(step, x, (np.concatenate([h0, c0], axis=1), c0), lengths, reverse, dilation)
+    return out[..., :H], out[..., H:]
+
+
+@pytest.mark.parametrize("opts", [dict(), dict(reverse=True, dilation=2, lengths=LENS), dict(dilation=3)],
+                         ids=["plain", "reverse,dilation,lengths", "dilation3"])
+def test_return_cells_matches_loop_and_plain_outputs(opts):
+    params, x, state = _params("lstm"), _x(), _state("lstm")
+    (out, cells), (h, c) = lstm_scan(params, x, initial_state=state, return_cells=True, **opts)
+    assert out.shape == cells.shape == (B, T, H) and cells.dtype == x.dtype
+    plain, (h2, c2) = lstm_scan(params, x, initial_state=state, **opts)
+    np.testing.assert_allclose(out, plain, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(c, c2, rtol=1e-6, atol=1e-6)
+    ref_out, ref_cells = _cells_reference(params, x, state, opts.get("lengths"), opts.get("reverse", False),
+                                          opts.get("dilation", 1))
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(cells, ref_cells, rtol=1e-5, atol=1e-5)
+
+
+def test_return_cells_gradients():
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), _params("lstm", i=3, h=2))
+        x = _x(b=2, t=5, i=3).astype(jnp.float64)
+
+        def f(p, xx):
+            (out, cells), _ = lstm_scan(p, xx, dilation=2, return_cells=True)
+            return jnp.sum(jnp.sin(out)) + jnp.sum(cells**2)
+
+        check_grads(f, (params, x), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="return_cells"):
+        lstm_scan(_params("lstm"), _x(), return_cells=True, backward="custom")
