@@ -1,12 +1,13 @@
 """Score ES-RNN settings on a validation split of M4 Hourly: the last horizon of each training series.
 
     PYTHONPATH=. .venv/bin/python scripts/esrnn_validate.py --set level_penalty=30 --set tau=0.45 \\
-        [--ensemble 3] [--curve] [--out profiles/forecast/esrnn_validation.jsonl]
+        [--ensemble 3] [--curve] [--save FILE.npz] [--out profiles/forecast/esrnn_validation.jsonl]
 
 Trains on every training series without its last 48 points and scores sMAPE/MASE/OWA (Naive2 of the
 same split) on those 48 points, so settings are chosen without looking at the test set. Appends one
 JSON line per run to --out; with --curve it also holds the OWA of the mean of the first k members for
-every k (how much each added member buys).
+every k (how much each added member buys). --save keeps every snapshot's validation forecast (and
+the truth) in an .npz, so ensembles can be re-averaged offline (`scripts/esrnn_combine.py`).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ensemble", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--curve", action="store_true", help="also score the mean of the first k members, every k")
+    ap.add_argument("--save", metavar="FILE.npz", help="also save every snapshot's validation forecast here")
     ap.add_argument("--out", default="profiles/forecast/esrnn_validation.jsonl")
     a = ap.parse_args(argv)
 
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from jaxseq.bench.sweep import environment_info
     from jaxseq.data.m4 import evaluate, load_m4
-    from jaxseq.models.esrnn import ESRNNConfig, fit_esrnn, forecast_esrnn, member_forecasts
+    from jaxseq.models.esrnn import ESRNNConfig, fit_esrnn, forecast_esrnn, member_forecasts, snapshot_forecasts
 
     fields = {f.name for f in dataclasses.fields(ESRNNConfig)}
     over = {"ensemble_size": a.ensemble}
@@ -71,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         members = member_forecasts(fitted, val.train)
         rec["owa_of_first_k_members"] = [round(evaluate(val, members[:k].mean(axis=0)).owa, 4)
                                          for k in range(1, len(members) + 1)]
+    if a.save:
+        snap_members, snaps = snapshot_forecasts(fitted, val.train)
+        np.savez_compressed(a.save, members=snap_members, forecasts=snaps.astype(np.float32),
+                            truth=val.test, overrides=json.dumps(over), seed=a.seed)
+        rec["saved"] = a.save
     with open(a.out, "a") as f:
         f.write(json.dumps(rec, default=str) + "\n")
     print(json.dumps({k: rec[k] for k in ("overrides", "val_smape", "val_mase", "val_owa", "train_s",

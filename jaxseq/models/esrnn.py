@@ -86,6 +86,7 @@ __all__ = [
     "fit_esrnn",
     "forecast_esrnn",
     "member_forecasts",
+    "snapshot_forecasts",
     "best_members_mean",
     "member_holdout_smape",
     "holt_winters_multiplicative",
@@ -633,14 +634,14 @@ def _lr_multiplier(frac: float, decay: Sequence[tuple[float, float]]) -> float:
 
 
 def _make_steps(graphdef, config: ESRNNConfig):
-    """The optimiser of the shared weights, and the jitted train step of the whole ensemble.
+    """The jitted train step of the whole ensemble.
 
     The step is written for one member and `vmap`ped over a leading member axis of the parameters,
     optimiser states, batch indices and keys, so every member gets the same epochs under a budget
     and there is one compilation. It is not faster on the 2-core CPU (6 members: 14.2 s per epoch
     against 6 × 2.42 s one at a time at 960 points): the LSTM gates' elementwise work dominates.
     """
-    tx_shared = optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.scale_by_adam())
+    tx_shared = _shared_optimizer(config)
     clip = optax.clip_by_global_norm(config.grad_clip)
     b1, b2, eps = 0.9, 0.999, 1e-8
 
@@ -655,7 +656,7 @@ def _make_steps(graphdef, config: ESRNNConfig):
             loss = loss + config.c_state_penalty * _masked_mean(out["cell_sq"], mask)
         return loss, (forec, pen)
 
-    def member_step(shared, series, opt_state, sadam, y_all, start_all, cats_all, idx, key, lr):
+    def member_step(shared, series, opt_state, sadam, key, y_all, start_all, cats_all, idx, lr):
         key, sub = jax.random.split(key)
         rows, batch = _gather(series, y_all, start_all, cats_all, idx)
         (loss, (forec, pen)), (g_shared, g_rows) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
@@ -690,10 +691,14 @@ def _make_steps(graphdef, config: ESRNNConfig):
         )
         return shared, series, opt_state, sadam, key, jnp.stack([loss, forec, pen])
 
-    # Members: axis 0 of the parameters, states, `idx` [M, batch] and `key` [M]; the data and the
-    # learning rate are shared.
-    train_step = jax.jit(jax.vmap(member_step, in_axes=(0, 0, 0, 0, None, None, None, 0, 0, None)))
-    return tx_shared, train_step
+    # Members: axis 0 of the parameters, states, keys [M] and `idx` [M, batch]; the data and the
+    # learning rate are shared. The arguments are an `_EnsembleState`'s fields, then the data.
+    return jax.jit(jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, None, None, None, 0, None)))
+
+
+def _shared_optimizer(config: ESRNNConfig) -> optax.GradientTransformation:
+    """Adam (without its learning rate, applied in the step) on the clipped shared-weight gradients."""
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.scale_by_adam())
 
 
 def _make_series_losses(graphdef, config: ESRNNConfig):
@@ -812,18 +817,82 @@ def fit_esrnn(
         cats_np = np.asarray(categories, np.float32)
         if cats_np.ndim != 2 or cats_np.shape[0] != n:
             raise ValueError(f"categories must be [n_series={n}, C], got shape {cats_np.shape}")
-    num_cat = 0 if cats_np is None else cats_np.shape[1]
-    y_all = jnp.asarray(y_np)
-    start_all = jnp.asarray(start_np)
-    cats_all = None if cats_np is None else jnp.asarray(cats_np)
-    batch = min(config.batch_size, n)
-    steps_per_epoch = n // batch
+    data = (jnp.asarray(y_np), jnp.asarray(start_np), None if cats_np is None else jnp.asarray(cats_np))
     n_members = config.ensemble_size
     t_start = time.perf_counter()
-    snapshots, history, snapshot_members = [], [], []
     init_seasons = initial_log_seasons(y_np, periods) if config.init_seasons_from_data else None
+    graphdef, state = _init_ensemble(config, n, periods, horizon, 0 if cats_np is None else cats_np.shape[1],
+                                     init_seasons, seed)
+    trainer = _EpochTrainer(graphdef, config, n, seed, data)
+    snapshots, history, snapshot_members = [], [], []
+    epochs = config.epochs
+    epoch = 0
+    while epoch < epochs:
+        e_start = time.perf_counter()
+        lr = config.learning_rate * _lr_multiplier(epoch / epochs, config.lr_decay)
+        state, l_arr = trainer.epoch(state, lr)
+        if not np.isfinite(l_arr[:, 0]).all():
+            bad = int(np.argmin(np.isfinite(l_arr[:, 0])))
+            raise FloatingPointError(f"ES-RNN loss became {l_arr[bad, 0]} at member {bad} epoch {epoch}")
+        now = time.perf_counter()
+        for m in range(n_members):
+            history.append(dict(member=m, epoch=epoch, loss=l_arr[m, 0], forecast_loss=l_arr[m, 1],
+                                level_penalty=l_arr[m, 2], epoch_s=now - e_start, lr=lr))
+        if progress:
+            mean = l_arr.mean(axis=0)
+            print(
+                f"[esrnn] {n_members} members, epoch {epoch + 1}/{epochs} loss {mean[0]:.4f} "
+                f"(pinball {mean[1]:.4f}, level pen {mean[2]:.2e}) lr {lr:.1e} {now - e_start:.1f}s",
+                flush=True,
+            )
+        # Fit the epoch count to the budget once an epoch without compilation was timed: the
+        # first epoch includes compiling the train step (a minute on a busy CPU).
+        if time_budget_s is not None and epoch == 1:
+            per_epoch = now - e_start
+            fit = int((time_budget_s - (now - t_start)) // max(per_epoch, 1e-6)) + epoch + 1
+            epochs = max(epoch + 1, min(config.epochs, fit))
+        snap = epoch >= epochs - config.average_last_epochs
+        epoch += 1
+        over = time_budget_s is not None and time.perf_counter() - t_start > time_budget_s
+        if snap or (over and epoch < epochs):  # over budget: keep at least the latest parameters
+            merged = nnx.merge_state(state.series, state.shared)
+            for m in range(n_members):
+                snapshots.append(jax.tree.map(lambda a, m=m: a[m], merged))
+                snapshot_members.append(m)
+        if over and epoch < epochs:
+            break
+    order = np.argsort(snapshot_members, kind="stable")  # grouped by member, epochs in order
+    return ESRNNFitted(
+        graphdef=graphdef,
+        snapshots=[snapshots[i] for i in order],
+        config=config,
+        periods=periods,
+        horizon=horizon,
+        num_series=n,
+        length=t_len,
+        history=history,
+        train_time_s=time.perf_counter() - t_start,
+        categories=cats_np,
+        snapshot_members=[snapshot_members[i] for i in order],
+        member_losses=trainer.member_losses,
+    )
+
+
+class _EnsembleState(NamedTuple):
+    """Everything the train step updates; every leaf has a leading member axis."""
+
+    shared: Any  # nnx.State of the network weights
+    series: Any  # nnx.State of the per-series smoothing parameters
+    opt_state: Any  # Adam state of `shared`
+    sadam: _SparseAdam  # sparse Adam moments and counts of `series`
+    keys: Array  # [members] "rbg" keys for the input noise
+
+
+def _init_ensemble(config: ESRNNConfig, n: int, periods: tuple[int, ...], horizon: int, num_cat: int,
+                   init_seasons: list[np.ndarray] | None, seed: int) -> tuple[Any, _EnsembleState]:
+    """(graphdef, initial `_EnsembleState`) of `config.ensemble_size` members with seeds seed + m."""
     members = []
-    for member in range(n_members):
+    for member in range(config.ensemble_size):
         model = ESRNN(
             n,
             seasonality=periods,
@@ -839,92 +908,71 @@ def fit_esrnn(
             for k, s in enumerate(init_seasons):
                 model.init_log_seasons[k][...] = jnp.asarray(s, jnp.float32)
         members.append(nnx.split(model, SeriesParam, nnx.Param))
-    graphdef = members[0][0]
     series = _stack([m[1] for m in members])  # every leaf gains a leading member axis
     shared = _stack([m[2] for m in members])
-    tx_shared, train_step = _make_steps(graphdef, config)
-    top = config.specialists_top
-    member_losses = None
-    if top is not None:
-        series_losses = _make_series_losses(graphdef, config)
-        assign_rng = np.random.default_rng(seed + 7919)  # its own stream: member m's shuffles stay seed + m's
-        assign = _initial_assignment(n_members, n, assign_rng)
-        spec_steps = max(1, round(n * top / n_members / batch))
-    opt_state = jax.vmap(tx_shared.init)(shared)
+    tx_shared = _shared_optimizer(config)
     zeros = jax.tree.map(jnp.zeros_like, series)
-    sadam = _SparseAdam(zeros, zeros, jnp.zeros((n_members, n), jnp.int32))
-    rngs = [np.random.default_rng(seed + m) for m in range(n_members)]
     # "rbg" keys: threefry's normal sampler alone doubled the train step's XLA:CPU compile time.
-    keys = jnp.stack([jax.random.key(seed + m, impl="rbg") for m in range(n_members)])
-    epochs = config.epochs
-    epoch = 0
-    while epoch < epochs:
-        e_start = time.perf_counter()
-        lr = jnp.float32(config.learning_rate * _lr_multiplier(epoch / epochs, config.lr_decay))
-        if top is None:
-            perms = np.stack([r.permutation(n)[: steps_per_epoch * batch] for r in rngs])
-            perms = perms.reshape(n_members, steps_per_epoch, batch)
-        else:
-            perms = _specialist_batches(assign, rngs, spec_steps, batch)
+    keys = jnp.stack([jax.random.key(seed + m, impl="rbg") for m in range(config.ensemble_size)])
+    return members[0][0], _EnsembleState(
+        shared=shared,
+        series=series,
+        opt_state=jax.vmap(tx_shared.init)(shared),
+        sadam=_SparseAdam(zeros, zeros, jnp.zeros((config.ensemble_size, n), jnp.int32)),
+        keys=keys,
+    )
+
+
+class _EpochTrainer:
+    """One epoch of the ensemble: the batches (plain shuffles, or each member's specialist series),
+    the train steps, and with `specialists_top` the members' ranking and re-assignment after it."""
+
+    # Series per ranking call; the last chunk is padded so one shape compiles.
+    RANK_CHUNK = 64
+
+    def __init__(self, graphdef, config: ESRNNConfig, n: int, seed: int, data: tuple[Array, Array, Array | None]):
+        self.config, self.n, self.data = config, n, data
+        self.batch = min(config.batch_size, n)
+        self.train_step = _make_steps(graphdef, config)
+        m_num = config.ensemble_size
+        self.rngs = [np.random.default_rng(seed + m) for m in range(m_num)]
+        self.member_losses: np.ndarray | None = None
+        if config.specialists_top is not None:
+            self.series_losses = _make_series_losses(graphdef, config)
+            self.assign_rng = np.random.default_rng(seed + 7919)  # its own stream: member m's shuffles stay seed + m's
+            self.assign = _initial_assignment(m_num, n, self.assign_rng)
+            self.spec_steps = max(1, round(n * config.specialists_top / m_num / self.batch))
+
+    def _batches(self) -> np.ndarray:
+        """[members, steps, batch] series indices for this epoch."""
+        if self.config.specialists_top is not None:
+            return _specialist_batches(self.assign, self.rngs, self.spec_steps, self.batch)
+        steps = self.n // self.batch
+        perms = np.stack([r.permutation(self.n)[: steps * self.batch] for r in self.rngs])
+        return perms.reshape(len(self.rngs), steps, self.batch)
+
+    def epoch(self, state: _EnsembleState, lr: float) -> tuple[_EnsembleState, np.ndarray]:
+        """Train one epoch; returns the new state and the members' mean [loss, pinball, penalty] [M, 3]."""
+        lr = jnp.float32(lr)
+        perms = self._batches()
         losses = []
         for s in range(perms.shape[1]):
-            shared, series, opt_state, sadam, keys, loss = train_step(
-                shared, series, opt_state, sadam, y_all, start_all, cats_all, perms[:, s], keys, lr
-            )
+            *new, loss = self.train_step(*state, *self.data, perms[:, s], lr)
+            state = _EnsembleState(*new)
             losses.append(loss)
-        l_arr = np.asarray(jax.device_get(losses), np.float64).mean(axis=0)  # [M, 3]
-        if top is not None:  # rank the members on every series with this epoch's parameters
-            chunks = [series_losses(shared, series, y_all, start_all, cats_all, jnp.asarray(c))
-                      for c in np.array_split(np.arange(n), -(-n // 64))]
-            member_losses = np.concatenate(jax.device_get(chunks), axis=1).astype(np.float64)
-            assign = _reassign(member_losses, top, assign_rng)
-        if not np.isfinite(l_arr[:, 0]).all():
-            bad = int(np.argmin(np.isfinite(l_arr[:, 0])))
-            raise FloatingPointError(f"ES-RNN loss became {l_arr[bad, 0]} at member {bad} epoch {epoch}")
-        now = time.perf_counter()
-        for m in range(n_members):
-            history.append(dict(member=m, epoch=epoch, loss=l_arr[m, 0], forecast_loss=l_arr[m, 1],
-                                level_penalty=l_arr[m, 2], epoch_s=now - e_start, lr=float(lr)))
-        if progress:
-            mean = l_arr.mean(axis=0)
-            print(
-                f"[esrnn] {n_members} members, epoch {epoch + 1}/{epochs} loss {mean[0]:.4f} "
-                f"(pinball {mean[1]:.4f}, level pen {mean[2]:.2e}) lr {float(lr):.1e} {now - e_start:.1f}s",
-                flush=True,
-            )
-        # Fit the epoch count to the budget once an epoch without compilation was timed: the
-        # first epoch includes compiling the train step (a minute on a busy CPU).
-        if time_budget_s is not None and epoch == 1:
-            per_epoch = now - e_start
-            fit = int((time_budget_s - (now - t_start)) // max(per_epoch, 1e-6)) + epoch + 1
-            epochs = max(epoch + 1, min(config.epochs, fit))
-        snap = epoch >= epochs - config.average_last_epochs
-        epoch += 1
-        over = time_budget_s is not None and time.perf_counter() - t_start > time_budget_s
-        if snap or (over and epoch < epochs):  # over budget: keep at least the latest parameters
-            state = nnx.merge_state(series, shared)
-            for m in range(n_members):
-                snapshots.append(jax.tree.map(lambda a, m=m: a[m], state))
-                snapshot_members.append(m)
-        if over and epoch < epochs:
-            break
-    order = np.argsort(snapshot_members, kind="stable")  # grouped by member, epochs in order
-    snapshots = [snapshots[i] for i in order]
-    snapshot_members = [snapshot_members[i] for i in order]
-    return ESRNNFitted(
-        graphdef=graphdef,
-        snapshots=snapshots,
-        config=config,
-        periods=periods,
-        horizon=horizon,
-        num_series=n,
-        length=t_len,
-        history=history,
-        train_time_s=time.perf_counter() - t_start,
-        categories=cats_np,
-        snapshot_members=snapshot_members,
-        member_losses=member_losses,
-    )
+        l_arr = np.asarray(jax.device_get(losses), np.float64).mean(axis=0)
+        if self.config.specialists_top is not None:  # rank the members on every series with this epoch's parameters
+            self.member_losses = self._rank(state)
+            self.assign = _reassign(self.member_losses, self.config.specialists_top, self.assign_rng)
+        return state, l_arr
+
+    def _rank(self, state: _EnsembleState) -> np.ndarray:
+        """Each member's in-sample loss on every series, [members, n]."""
+        chunk = self.RANK_CHUNK
+        padded = np.resize(np.arange(self.n), -(-self.n // chunk) * chunk)  # wraps around: valid indices
+        out = [self.series_losses(state.shared, state.series, *self.data, jnp.asarray(padded[i:i + chunk]))
+               for i in range(0, len(padded), chunk)]
+        return np.concatenate(jax.device_get(out), axis=1)[:, : self.n].astype(np.float64)
 
 
 def _snapshot_forecasts(fitted: ESRNNFitted, train_series: Sequence[np.ndarray], holdout: int):
@@ -949,6 +997,19 @@ def _snapshot_forecasts(fitted: ESRNNFitted, train_series: Sequence[np.ndarray],
     members = fitted.snapshot_members or [0] * len(fitted.snapshots)
     for member, state in zip(members, fitted.snapshots):
         yield member, np.asarray(one(state), np.float64)
+
+
+def snapshot_forecasts(fitted: ESRNNFitted, train_series: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every kept snapshot's forecast: (member of each snapshot [S], forecasts [S, n, horizon]).
+
+    Snapshots are grouped by member, epochs in order, so a study can re-average any subset (the
+    last k epochs, some members, a median) without refitting.
+    """
+    members, forecasts = [], []
+    for member, fc in _snapshot_forecasts(fitted, train_series, 0):
+        members.append(member)
+        forecasts.append(fc)
+    return np.asarray(members, np.int64), np.stack(forecasts)
 
 
 def member_forecasts(fitted: ESRNNFitted, train_series: Sequence[np.ndarray], *, holdout: int = 0) -> np.ndarray:

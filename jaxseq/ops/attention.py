@@ -130,6 +130,18 @@ def _resolve_scale(scale: Optional[float], head_dim: int) -> float:
     return float(scale)
 
 
+def _checked_inputs(
+    q: Array, k: Array, v: Array, mask: Optional[Array], q_lengths: Optional[Array],
+    kv_lengths: Optional[Array], scale: Optional[float],
+) -> tuple[Optional[Array], Optional[Array], Optional[Array], float]:
+    """Every backend's argument checks in one place: (mask, q_lengths, kv_lengths, scale), validated."""
+    _validate_qkv(q, k, v)
+    B, Tq, H, D = q.shape
+    Tk = k.shape[1]
+    return (_validate_mask(mask, B, H, Tq, Tk), _validate_lengths("q_lengths", q_lengths, B, Tq),
+            _validate_lengths("kv_lengths", kv_lengths, B, Tk), _resolve_scale(scale, D))
+
+
 def _zero_invalid_rows(out: Array, valid_rows: Optional[Array]) -> Array:
     """out [B, T, H, D]; valid_rows [B|1, T] or [B|1, H|1, T] bool -> rows outside set to 0."""
     if valid_rows is None:
@@ -169,13 +181,9 @@ def dot_product_attention_reference(
     Returns:
       ``[batch, q_len, heads, head_dim]`` in q's dtype.
     """
-    _validate_qkv(q, k, v)
+    mask, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, mask, q_lengths, kv_lengths, scale)
     B, Tq, H, D = q.shape
     Tk = k.shape[1]
-    mask = _validate_mask(mask, B, H, Tq, Tk)
-    q_lengths = _validate_lengths("q_lengths", q_lengths, B, Tq)
-    kv_lengths = _validate_lengths("kv_lengths", kv_lengths, B, Tk)
-    scale = _resolve_scale(scale, D)
 
     # Products in the input dtype, accumulated (and softmaxed) in float32 (float64 for float64 input).
     acc = _acc_dtype(q.dtype)
@@ -235,13 +243,9 @@ def vmapped_attention(
 
     Same arguments and result as :func:`dot_product_attention_reference`.
     """
-    _validate_qkv(q, k, v)
+    mask, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, mask, q_lengths, kv_lengths, scale)
     B, Tq, H, D = q.shape
     Tk = k.shape[1]
-    mask = _validate_mask(mask, B, H, Tq, Tk)
-    q_lengths = _validate_lengths("q_lengths", q_lengths, B, Tq)
-    kv_lengths = _validate_lengths("kv_lengths", kv_lengths, B, Tk)
-    scale = _resolve_scale(scale, D)
     if q_lengths is None:
         q_lengths = jnp.full((B,), Tq, jnp.int32)
     if kv_lengths is None:
@@ -504,12 +508,9 @@ def blockwise_attention(
     Returns:
       ``[batch, q_len, heads, head_dim]`` in q's dtype.
     """
-    _validate_qkv(q, k, v)
+    _, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, None, q_lengths, kv_lengths, scale)
     B, Tq, H, D = q.shape
     Tk = k.shape[1]
-    q_lengths = _validate_lengths("q_lengths", q_lengths, B, Tq)
-    kv_lengths = _validate_lengths("kv_lengths", kv_lengths, B, Tk)
-    scale = _resolve_scale(scale, D)
     if block_q is None:
         block_q = default_block_q(Tq)
     for name, b in (("block_q", block_q), ("block_kv", block_kv)):
@@ -569,13 +570,9 @@ def jax_nn_attention(
     (past ``q_lengths``, ``kv_lengths == 0``, or an all-False mask row) are zeroed afterwards, since
     jax.nn returns a uniform average there. Same arguments/shapes as the other backends.
     """
-    _validate_qkv(q, k, v)
+    mask, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, mask, q_lengths, kv_lengths, scale)
     B, Tq, H, D = q.shape
     Tk = k.shape[1]
-    mask = _validate_mask(mask, B, H, Tq, Tk)
-    q_lengths = _validate_lengths("q_lengths", q_lengths, B, Tq)
-    kv_lengths = _validate_lengths("kv_lengths", kv_lengths, B, Tk)
-    scale = _resolve_scale(scale, D)
     if implementation is None:
         implementation = "cudnn" if cudnn_supported(q, k, v, mask=mask) else "xla"
     if implementation not in ("xla", "cudnn"):

@@ -112,6 +112,24 @@ def _check_state(name: str, state: Array, batch: int, features: int) -> None:
         )
 
 
+def _checked_recurrence_inputs(
+    a: tuple[str, Array], b: tuple[str, Array], h0: tuple[str, Array | None]
+) -> tuple[int, int, int]:
+    """Checks the (name, array) decay, input and initial state of a recurrence; returns the
+    broadcast ``(batch, time, features)``."""
+    (a_name, a_arr), (b_name, b_arr), (h0_name, h0_arr) = a, b, h0
+    for check in (_check_rank3, _check_float):
+        check(a_name, a_arr)
+        check(b_name, b_arr)
+    shape = _broadcast_shape(a_name, jnp.shape(a_arr), b_name, jnp.shape(b_arr))
+    if shape[1] < 1:
+        raise ValueError(f"`{a_name}`/`{b_name}` must have at least one time step (axis 1), got shape {shape}")
+    if h0_arr is not None:
+        _check_state(h0_name, h0_arr, shape[0], shape[2])
+        _check_float(h0_name, h0_arr)
+    return shape
+
+
 # ----------------------------------------------------------------------------------------------
 # Linear recurrence
 # ----------------------------------------------------------------------------------------------
@@ -150,17 +168,8 @@ def linear_recurrence(
     """
     if method not in RECURRENCE_METHODS:
         raise ValueError(f"`method` must be one of {RECURRENCE_METHODS}, got {method!r}")
-    _check_rank3("a", a)
-    _check_rank3("b", b)
-    _check_float("a", a)
-    _check_float("b", b)
-    shape = _broadcast_shape("a", jnp.shape(a), "b", jnp.shape(b))
+    shape = _checked_recurrence_inputs(("a", a), ("b", b), ("h0", h0))
     batch, time, features = shape
-    if time < 1:
-        raise ValueError(f"`a`/`b` must have at least one time step (axis 1), got shape {shape}")
-    if h0 is not None:
-        _check_state("h0", h0, batch, features)
-        _check_float("h0", h0)
 
     out_dtype = jnp.result_type(a, b)
     cdt = _compute_dtype(out_dtype)
@@ -210,17 +219,8 @@ def log_linear_recurrence(
     Returns:
       ``log h``, ``[batch, time, features]``, in the input dtype (float32 accumulation for bf16).
     """
-    _check_rank3("log_a", log_a)
-    _check_rank3("log_b", log_b)
-    _check_float("log_a", log_a)
-    _check_float("log_b", log_b)
-    shape = _broadcast_shape("log_a", jnp.shape(log_a), "log_b", jnp.shape(log_b))
+    shape = _checked_recurrence_inputs(("log_a", log_a), ("log_b", log_b), ("log_h0", log_h0))
     batch, time, features = shape
-    if time < 1:
-        raise ValueError(f"`log_a`/`log_b` must have at least one time step (axis 1), got shape {shape}")
-    if log_h0 is not None:
-        _check_state("log_h0", log_h0, batch, features)
-        _check_float("log_h0", log_h0)
 
     out_dtype = jnp.result_type(log_a, log_b)
     cdt = _compute_dtype(out_dtype)

@@ -96,6 +96,19 @@ class GRUParams(NamedTuple):
     b_hh: Array  # [3*hidden]
 
 
+def _pytorch_uniform(
+    key: Array, input_size: int, hidden_size: int, gates: int, dtype: Any
+) -> tuple[Array, Array, Array, Array]:
+    """w_ih [input, gates*H], w_hh [H, gates*H] and two biases [gates*H], all uniform(±1/sqrt(H))."""
+    input_size = _positive_int(input_size, "input_size")
+    hidden_size = _positive_int(hidden_size, "hidden_size")
+    k = 1.0 / math.sqrt(hidden_size)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    g = gates * hidden_size
+    u = partial(jax.random.uniform, dtype=dtype, minval=-k, maxval=k)
+    return u(k1, (input_size, g)), u(k2, (hidden_size, g)), u(k3, (g,)), u(k4, (g,))
+
+
 def init_lstm_params(
     key: Array, input_size: int, hidden_size: int, dtype: Any = jnp.float32
 ) -> LSTMParams:
@@ -103,37 +116,16 @@ def init_lstm_params(
 
     ``b`` is the sum of two such draws, so it has the distribution of PyTorch's ``b_ih + b_hh``.
     """
-    input_size, hidden_size = _positive_int(input_size, "input_size"), _positive_int(
-        hidden_size, "hidden_size"
-    )
-    k = 1.0 / math.sqrt(hidden_size)
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    g = 4 * hidden_size
-    u = partial(jax.random.uniform, dtype=dtype, minval=-k, maxval=k)
-    return LSTMParams(
-        w_ih=u(k1, (input_size, g)),
-        w_hh=u(k2, (hidden_size, g)),
-        b=u(k3, (g,)) + u(k4, (g,)),
-    )
+    w_ih, w_hh, b1, b2 = _pytorch_uniform(key, input_size, hidden_size, 4, dtype)
+    return LSTMParams(w_ih=w_ih, w_hh=w_hh, b=b1 + b2)
 
 
 def init_gru_params(
     key: Array, input_size: int, hidden_size: int, dtype: Any = jnp.float32
 ) -> GRUParams:
     """PyTorch's initialisation: every weight and bias uniform(-1/sqrt(H), 1/sqrt(H))."""
-    input_size, hidden_size = _positive_int(input_size, "input_size"), _positive_int(
-        hidden_size, "hidden_size"
-    )
-    k = 1.0 / math.sqrt(hidden_size)
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    g = 3 * hidden_size
-    u = partial(jax.random.uniform, dtype=dtype, minval=-k, maxval=k)
-    return GRUParams(
-        w_ih=u(k1, (input_size, g)),
-        w_hh=u(k2, (hidden_size, g)),
-        b_ih=u(k3, (g,)),
-        b_hh=u(k4, (g,)),
-    )
+    w_ih, w_hh, b_ih, b_hh = _pytorch_uniform(key, input_size, hidden_size, 3, dtype)
+    return GRUParams(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
 
 
 # --------------------------------------------------------------------------------------------

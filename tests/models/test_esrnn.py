@@ -20,6 +20,7 @@ from jaxseq.models.esrnn import (
     member_forecasts,
     member_holdout_smape,
     pinball_loss,
+    snapshot_forecasts,
     prepare_series,
     prepare_series_padded,
 )
@@ -187,6 +188,11 @@ def test_per_series_member_selection():
     # every member has as many snapshots: the mean of the members is the mean of the snapshots
     np.testing.assert_allclose(forecast_esrnn(fitted, train), fcs.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(forecast_esrnn(fitted, train, best_members=3), fcs.mean(axis=0), rtol=1e-6)
+    # every snapshot, grouped by member: each member's snapshots average to its member forecast
+    snap_members, snaps = snapshot_forecasts(fitted, train)
+    assert snap_members.tolist() == [0, 0, 1, 1, 2, 2] and snaps.shape == (6, 4, 6)
+    for m in range(3):
+        np.testing.assert_allclose(snaps[snap_members == m].mean(axis=0), fcs[m], rtol=1e-6)
     # holdout sMAPE, checked against a direct computation from the holdout forecasts
     err = member_holdout_smape(fitted, train)
     y = prepare_series(train, input_size=cfg.input_size, horizon=6, max_len=cfg.max_len)
