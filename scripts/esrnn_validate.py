@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     rec = {"overrides": {k: v for k, v in over.items()}, "seed": a.seed,
            "val_smape": round(score.smape, 4), "val_mase": round(score.mase, 4), "val_owa": round(score.owa, 4),
            "train_s": round(time.perf_counter() - t0, 1), **environment_info()}
+    if fitted.parts:  # one fit per input window: its own training time
+        rec["part_train_s"] = [round(p.train_time_s, 1) for p in fitted.parts]
     if a.curve:
         members = member_forecasts(fitted, val.train)
         rec["owa_of_first_k_members"] = [round(evaluate(val, members[:k].mean(axis=0)).owa, 4)

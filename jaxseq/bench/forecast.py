@@ -478,7 +478,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int,
                    help="planned training steps of lstm/transformer/mingru (default 20000, cut by --neural-budget)")
     p.add_argument("--hidden-size", type=int, help="hidden size of the neural models")
-    p.add_argument("--esrnn-budget", type=float, default=600.0, help="ES-RNN wall-clock budget in s (default 600)")
+    p.add_argument("--esrnn-budget", type=float, default=720.0, help="ES-RNN wall-clock budget in s (default 720)")
     p.add_argument("--neural-budget", type=float, default=150.0,
                    help="wall-clock budget per lstm/transformer/mingru in s (default 150)")
     p.add_argument("--no-plots", action="store_true", help="no PNG plots")

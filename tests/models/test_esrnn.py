@@ -264,6 +264,33 @@ def test_members_train_independently_in_one_vmapped_step():
     assert not np.allclose(pair[0], pair[1], rtol=1e-3)
 
 
+def test_members_with_different_input_windows():
+    """input_size=(a, b): contiguous member groups, one per window; member m is seed + m's solo run
+    with its group's window, and the forecast is the mean of the members."""
+    train, _ = _seasonal_series(n=4, length=72)
+    cfg = ESRNNConfig(epochs=2, **{**TINY, "input_size": (12, 8), "ensemble_size": 3, "average_last_epochs": 1})
+    fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, seed=5, progress=False)
+    assert [p.config.input_size for p in fitted.parts] == [12, 8]
+    assert fitted.snapshot_members == [0, 1, 2] and {r["member"] for r in fitted.history} == {0, 1, 2}
+    members = member_forecasts(fitted, train)
+    for m, window in ((0, 12), (2, 8)):
+        solo_cfg = dataclasses.replace(cfg, input_size=window, ensemble_size=1)
+        solo = fit_esrnn(train, horizon=6, seasonality=12, config=solo_cfg, seed=5 + m, progress=False)
+        np.testing.assert_allclose(members[m], member_forecasts(solo, train)[0], rtol=2e-4)
+    np.testing.assert_allclose(forecast_esrnn(fitted, train), members.mean(axis=0), rtol=1e-9)
+    snap_members, snaps = snapshot_forecasts(fitted, train)
+    assert snap_members.tolist() == [0, 1, 2] and snaps.shape == (3, 4, 6)
+    assert member_holdout_smape(fitted, train).shape == (3, 4)
+    assert ESRNNConfig(input_size=[24, 48]).input_size == (24, 48)  # a list (from JSON) becomes a tuple
+    assert ESRNNConfig(input_size=(24, 48, 96), ensemble_size=2).input_size == (24, 48)  # first windows
+    assert ESRNNConfig(input_size=(24, 48), ensemble_size=1).input_size == 24
+    with pytest.raises(ValueError, match="specialists_top needs one input_size"):
+        ESRNNConfig(input_size=(24, 48), ensemble_size=4, specialists_top=2)
+    for bad in ((), (24, 0), 0, (24, True)):
+        with pytest.raises(ValueError, match="input_size must be an int >= 1"):
+            ESRNNConfig(input_size=bad)
+
+
 def test_c_state_penalty_adds_the_mean_square_cell():
     train, _ = _seasonal_series(n=4, length=72)
     model = ESRNN(4, seasonality=12, horizon=6, input_size=12, dilations=((1, 2), (6,)), hidden_size=8,
