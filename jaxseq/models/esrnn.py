@@ -54,8 +54,8 @@ Choices and simplifications (documented deviations from Smyl):
 * The ensemble averages the forecasts of `ensemble_size` members (seeds seed..seed+M-1) and, within
   each member, the forecasts of the last `average_last_epochs` = 12 epochs (Smyl averaged over the
   last 5; 12, the epochs after the step to 1e-3, scored better than 4 in 9 of 10 validation runs,
-  by 0.001-0.003 OWA, and equal in the tenth). The members of one input window train together: one `vmap`ped step over a
-  leading member axis.
+  by 0.001-0.003 OWA, and equal in the tenth). The members of one input window train together:
+  one `vmap`ped step over a leading member axis.
 * Smyl's c-state penalty (`c_state_penalty`; his Hourly run used 1) and ensemble of specialists
   (`specialists_top`; his Hourly run kept the best 4 of 5 nets per series) are implemented but
   off: on the validation split neither helped (c-state penalty 1: OWA 0.4791 against 0.4682 and
@@ -471,8 +471,8 @@ class ESRNNConfig:
     no tanh layer 0.4687; hidden 64 0.4671; batch 2 0.4712; c_state_penalty 1 0.4791; 5 members
     0.4662, 5 specialists keeping 4 0.4659; 10 members 0.4683 (its first k members: 0.4738 for
     k=1, 0.4680 for k=2, flat after); 10 members × 22 epochs 0.4726; 3 members × 72 epochs 0.4730.
-    Session 5: averaging the last 12 epochs instead of 4 lowered the OWA of every run, re-averaged
-    from the same saved snapshots (input 48: 0.4641 -> 0.4623 and 0.4676 -> 0.4649 for seeds 0/1;
+    Session 5: averaging the last 12 epochs instead of 4 lowered the OWA in 9 of 10 runs (equal in
+    one), re-averaged from the same saved snapshots (input 48: 0.4641 -> 0.4623 and 0.4676 -> 0.4649 for seeds 0/1;
     input 24 and 96 likewise by 0.0012-0.0020). 6 members: input 48 0.4613, input 96 0.4631, input
     (48, 96) 0.4601 (seed 0) and 0.4601 (seed 10), now the defaults.
     """
