@@ -12,22 +12,10 @@ members costs seconds instead of a training run.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
 import numpy as np
-
-
-def member_means(members: np.ndarray, forecasts: np.ndarray, last: int) -> np.ndarray:
-    """[M, n, h]: each member's mean over its last `last` snapshots."""
-    out = []
-    for m in np.unique(members):
-        snaps = forecasts[members == m]
-        if last > len(snaps):
-            raise ValueError(f"--last {last} exceeds the {len(snaps)} snapshots kept per member")
-        out.append(snaps[-last:].mean(axis=0))
-    return np.stack(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,39 +27,45 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     from jaxseq.data.m4 import evaluate, load_m4
+    from jaxseq.models.esrnn import mean_by_member
 
-    full = load_m4("Hourly")
-    h = full.horizon
-    val = dataclasses.replace(full, train=[s[:-h] for s in full.train],
-                              test=np.stack([s[-h:] for s in full.train]).astype(np.float64))
+    val = load_m4("Hourly").holdout_split()
     combine = np.median if a.median else np.mean
 
     def owa(fc: np.ndarray) -> float:
         return round(evaluate(val, fc.astype(np.float64)).owa, 4)
 
-    pooled = []
-    for path in a.files:
-        try:
-            z = np.load(path)
-        except OSError as e:
-            print(f"esrnn_combine: error: {path}: {e}", file=sys.stderr)
-            return 2
-        if not np.allclose(z["truth"], val.test):
-            print(f"esrnn_combine: error: {path} was not saved on this validation split", file=sys.stderr)
-            return 2
-        members, fcs = z["members"], z["forecasts"]
-        per = int(np.sum(members == members[0]))
-        curve = [owa(combine(member_means(members, fcs, k), axis=0)) for k in range(1, per + 1)]
-        mm = member_means(members, fcs, a.last)[: a.members]
-        pooled.append(mm)
-        print(json.dumps({"file": path, "overrides": json.loads(str(z["overrides"])), "seed": int(z["seed"]),
-                          "owa_last_k_epochs": curve, f"owa_last_{a.last}": owa(combine(mm, axis=0)),
-                          "owa_per_member": [owa(m) for m in mm]}))
+    try:
+        pooled = _score_files(a, val, owa, combine, mean_by_member)
+    except ValueError as e:
+        print(f"esrnn_combine: error: {e}", file=sys.stderr)
+        return 2
     if len(pooled) > 1:
         allm = np.concatenate(pooled)
         print(json.dumps({"pooled_files": len(pooled), "members": len(allm), "median": a.median,
                           f"owa_last_{a.last}": owa(combine(allm, axis=0))}))
     return 0
+
+
+def _score_files(a, val, owa, combine, mean_by_member) -> list[np.ndarray]:
+    """Print each file's scores; returns each file's member means. Bad input: ValueError."""
+    pooled = []
+    for path in a.files:
+        try:
+            z = np.load(path)
+        except OSError as e:
+            raise ValueError(f"{path}: {e}") from None
+        if not np.allclose(z["truth"], val.test):
+            raise ValueError(f"{path} was not saved on this validation split")
+        members, fcs = z["members"], z["forecasts"]
+        per = int(np.sum(members == members[0]))
+        curve = [owa(combine(mean_by_member(members, fcs, last=k), axis=0)) for k in range(1, per + 1)]
+        mm = mean_by_member(members, fcs, last=a.last)[: a.members]
+        pooled.append(mm)
+        print(json.dumps({"file": path, "overrides": json.loads(str(z["overrides"])), "seed": int(z["seed"]),
+                          "owa_last_k_epochs": curve, f"owa_last_{a.last}": owa(combine(mm, axis=0)),
+                          "owa_per_member": [owa(m) for m in mm]}))
+    return pooled
 
 
 if __name__ == "__main__":

@@ -110,6 +110,17 @@ class M4Dataset:
             self.seasonality,
         )
 
+    def holdout_split(self) -> "M4Dataset":
+        """A validation split of the training data: each training series without its last
+        ``horizon`` values, which become the test values (the real test set is not touched)."""
+        h = self.horizon
+        short = [i for i, s in enumerate(self.train) if len(s) <= h]
+        if short:
+            raise ValueError(f"holdout_split needs training series longer than horizon={h}; "
+                             f"series {self.ids[short[0]]} has {len(self.train[short[0]])} values")
+        return M4Dataset(self.frequency, list(self.ids), [s[:-h] for s in self.train],
+                         np.stack([s[-h:] for s in self.train]).astype(np.float64), h, self.seasonality)
+
 
 @dataclass(frozen=True)
 class M4Score:

@@ -38,6 +38,18 @@ def test_hourly_facts(hourly):
     assert m4.load_m4("hourly").ids == hourly.ids  # case-insensitive frequency
 
 
+def test_holdout_split_moves_the_last_horizon_of_each_training_series(hourly):
+    val = hourly.subset([0, 5]).holdout_split()
+    h = hourly.horizon
+    assert val.ids == [hourly.ids[0], hourly.ids[5]] and val.horizon == h and val.test.shape == (2, h)
+    for i, j in enumerate((0, 5)):
+        np.testing.assert_array_equal(val.train[i], hourly.train[j][:-h])
+        np.testing.assert_array_equal(val.test[i], hourly.train[j][-h:])
+    tiny = m4.M4Dataset("Hourly", ["T1"], [np.ones(h)], np.ones((1, h)), h, 24)
+    with pytest.raises(ValueError, match="longer than horizon=48; series T1 has 48"):
+        tiny.holdout_split()
+
+
 def test_frequency_table():
     assert m4.FREQUENCIES == {
         "Yearly": (6, 1), "Quarterly": (8, 4), "Monthly": (18, 12),

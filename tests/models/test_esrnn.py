@@ -18,6 +18,7 @@ from jaxseq.models.esrnn import (
     level_variability_penalty,
     best_members_mean,
     member_forecasts,
+    mean_by_member,
     member_holdout_smape,
     pinball_loss,
     snapshot_forecasts,
@@ -193,6 +194,10 @@ def test_per_series_member_selection():
     assert snap_members.tolist() == [0, 0, 1, 1, 2, 2] and snaps.shape == (6, 4, 6)
     for m in range(3):
         np.testing.assert_allclose(snaps[snap_members == m].mean(axis=0), fcs[m], rtol=1e-6)
+    np.testing.assert_allclose(mean_by_member(snap_members, snaps), fcs, rtol=1e-6)
+    np.testing.assert_array_equal(mean_by_member(snap_members, snaps, last=1), snaps[[1, 3, 5]])
+    with pytest.raises(ValueError, match=r"last must be in \[1, 2\]"):
+        mean_by_member(snap_members, snaps, last=3)
     # holdout sMAPE, checked against a direct computation from the holdout forecasts
     err = member_holdout_smape(fitted, train)
     y = prepare_series(train, input_size=cfg.input_size, horizon=6, max_len=cfg.max_len)
