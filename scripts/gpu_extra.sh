@@ -22,7 +22,7 @@ t_start=$(date +%s)
 mkdir -p "$WORK"
 
 echo "== gpu-long (limit ${LONG_LIMIT}s)"
-timeout -k 15 "$LONG_LIMIT" "$PY" -m jaxseq.bench.scale --preset gpu-long --out "$WORK/long" \
+timeout -k 15 "$LONG_LIMIT" "$PY" -m jaxseq.studies.scaling.sweep --preset gpu-long --out "$WORK/long" \
   --no-progress || echo "gpu-long stopped or failed (code $?)"
 
 # name=flags; an empty flag list is the default program. "+WHILE" adds while loops (lax.scan) to
@@ -36,7 +36,7 @@ variants=(
 for v in "${variants[@]}"; do
   name=${v%%=*}; flags=${v#*=}
   echo "== gpu-lstm with XLA_FLAGS='$flags' (limit ${FLAGS_LIMIT}s)"
-  XLA_FLAGS="$flags" timeout -k 10 "$FLAGS_LIMIT" "$PY" -m jaxseq.bench.scale --preset gpu-lstm \
+  XLA_FLAGS="$flags" timeout -k 10 "$FLAGS_LIMIT" "$PY" -m jaxseq.studies.scaling.sweep --preset gpu-lstm \
     --out "$WORK/flags_$name" --no-progress || echo "variant $name stopped or failed (code $?)"
 done
 

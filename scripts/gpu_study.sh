@@ -78,10 +78,10 @@ if "$PY" -c "import jaxseq.cli as c; c.build_parser()" >/dev/null 2>&1; then
   SCALE=("$PY" -m jaxseq.cli scale)
   REPORT=("$PY" -m jaxseq.cli report)
 else
-  echo "jaxseq.cli does not import here; using python -m jaxseq.bench.scale / .report:"
+  echo "jaxseq.cli does not import here; using python -m jaxseq.studies.scaling.sweep / .report:"
   "$PY" -c "import jaxseq.cli as c; c.build_parser()" 2>&1 | tail -n 2
-  SCALE=("$PY" -m jaxseq.bench.scale)
-  REPORT=("$PY" -m jaxseq.bench.report)
+  SCALE=("$PY" -m jaxseq.studies.scaling.sweep)
+  REPORT=("$PY" -m jaxseq.studies.scaling.report)
 fi
 
 echo "== sweep: preset $PRESET -> $OUT/results.jsonl (limit ${SWEEP_LIMIT}s)"

@@ -1,0 +1,3 @@
+"""The measuring harness: timing (`timing`), FLOP and memory accounting (`flops`), benchmark workloads
+(`workloads`), the resumable sweep runner (`sweep`) and the op benchmarks against the torch/flax anchors
+(`ops_bench`, `jaxseq bench ops`). Whole studies built on it live in `jaxseq.studies`."""

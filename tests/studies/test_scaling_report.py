@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from jaxseq.bench import report
+from jaxseq.studies.scaling import report
 from jaxseq.bench.sweep import point_key
 from jaxseq.cli import main
 

@@ -492,11 +492,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m jaxseq.bench.scale --point JSON` runs one point here and prints its result;
-    `python -m jaxseq.bench.scale --preset P --out DIR ...` is `jaxseq scale` without jaxseq.cli."""
+    """`python -m jaxseq.studies.scaling.sweep --point JSON` runs one point here and prints its result;
+    `python -m jaxseq.studies.scaling.sweep --preset P --out DIR ...` is `jaxseq scale` without jaxseq.cli."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not any(a == "--point" or a.startswith("--point=") for a in argv):
-        parser = argparse.ArgumentParser(prog="python -m jaxseq.bench.scale")
+        parser = argparse.ArgumentParser(prog="python -m jaxseq.studies.scaling.sweep")
         add_parser(parser.add_subparsers(dest="command"))
         args = parser.parse_args(["scale", *argv])
         try:
@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, TypeError, FileNotFoundError) as e:
             print(f"jaxseq scale: error: {e}", file=sys.stderr)
             return 2
-    parser = argparse.ArgumentParser(prog="python -m jaxseq.bench.scale")
+    parser = argparse.ArgumentParser(prog="python -m jaxseq.studies.scaling.sweep")
     parser.add_argument("--point", required=True, help="a point as JSON")
     args = parser.parse_args(argv)
     print(json.dumps(run_point(json.loads(args.point)), default=str))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxseq.bench import longrange
+from jaxseq.studies import longrange
 from jaxseq.bench.sweep import load_records
 from jaxseq.cli import main
 from jaxseq.models.classifier import MODEL_SPECS, build_model, matched_width, parameter_count

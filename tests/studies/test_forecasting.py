@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxseq.bench import forecast
+from jaxseq.studies import forecasting as forecast
 from jaxseq.cli import main
 from jaxseq.data.m4 import load_forecasts
 

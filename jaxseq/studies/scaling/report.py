@@ -922,8 +922,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m jaxseq.bench.report --in DIR`: `jaxseq report` without importing jaxseq.cli."""
-    parser = argparse.ArgumentParser(prog="python -m jaxseq.bench.report")
+    """`python -m jaxseq.studies.scaling.report --in DIR`: `jaxseq report` without importing jaxseq.cli."""
+    parser = argparse.ArgumentParser(prog="python -m jaxseq.studies.scaling.report")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
     try:

@@ -72,7 +72,7 @@ def run_study(out: str | Path, preset: str = "cpu", *, skip_bench: bool = False,
               timeout_s: float | None = None, peak_tflops: float | None = None,
               progress: bool = True) -> dict[str, Any]:
     """Run bench ops, the scale preset and the report into `out`; return what each step did."""
-    from jaxseq.bench import report, scale
+    from jaxseq.studies.scaling import report, sweep as scale
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

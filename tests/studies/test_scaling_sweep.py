@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from jaxseq.bench import scale
+from jaxseq.studies.scaling import sweep as scale
 from jaxseq.bench.sweep import load_records
 from jaxseq.cli import main
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxseq.bench import report, scale
+from jaxseq.studies.scaling import report, sweep as scale
 from jaxseq.bench.sweep import load_records
 from jaxseq.cli import main
 
@@ -103,9 +103,10 @@ def test_bench_imports_without_tensorboardx_or_statsforecast(tmp_path):
     # The GPU image has neither: scripts/gpu_study.sh must still import what it runs.
     (tmp_path / "sitecustomize.py").write_text(BLOCKER)
     code = ("import sys, importlib\n"
-            "for m in ('sweep', 'timing', 'flops', 'workloads', 'scale', 'report', 'study', "
-            "'ops_bench'):\n"
-            "    importlib.import_module('jaxseq.bench.' + m)\n"
+            "for m in ('bench.sweep', 'bench.timing', 'bench.flops', 'bench.workloads', "
+            "'bench.ops_bench', 'studies.scaling.sweep', 'studies.scaling.report', "
+            "'studies.scaling.study'):\n"
+            "    importlib.import_module('jaxseq.' + m)\n"
             "import jaxseq.cli\n"
             "try:\n"
             "    jaxseq.cli.build_parser(); print('cli ok')\n"
@@ -118,7 +119,7 @@ def test_bench_imports_without_tensorboardx_or_statsforecast(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().endswith("[]"), res.stdout
     # jaxseq.cli imports other subcommands' modules too; gpu_study.sh falls back to
-    # `python -m jaxseq.bench.scale` when it does not import, so only report it here.
+    # `python -m jaxseq.studies.scaling.sweep` when it does not import, so only report it here.
     if "cli FAILED" in res.stdout:
         pytest.xfail("jaxseq.cli does not build without tensorboardX/statsforecast: "
                      + res.stdout.splitlines()[0])
