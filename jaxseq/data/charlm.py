@@ -1,11 +1,18 @@
-"""Character-level language modelling data: Tiny Shakespeare, a char vocabulary, deterministic batches.
+"""Character-level language modelling data: Tiny Shakespeare or a user's own text, a char vocabulary,
+deterministic batches.
 
 Batches are a pure function of (seed, step): a run restarted from a checkpoint at step `s` sees exactly
 the batches an uninterrupted run would, so the data position to checkpoint is just the step.
+
+Checksums guard the data the project ships (`data/tinyshakespeare/input.txt`): `load_charlm` verifies
+that file's sha256. Any other file is the user's own and is taken as given; its vocabulary is built
+from it and stored with the run (`check_run_vocab`, `WORKDIR/vocab.json`), so sampling and resuming use
+the run's vocabulary and a resume on a text with another vocabulary is refused.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +24,8 @@ TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca5
 #: The file inside the repository: jaxseq/data/charlm.py -> <repo>/data/tinyshakespeare/input.txt.
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "data" / "tinyshakespeare" / "input.txt"
 TRAIN_FRACTION = 0.9
+#: The run's vocabulary, next to config.json in a `jaxseq train` workdir.
+VOCAB_FILE = "vocab.json"
 
 
 def sha256_file(path: Path) -> str:
@@ -59,6 +68,8 @@ class CharLMData:
     train: np.ndarray
     valid: np.ndarray
     vocab: CharVocab
+    source: str | None = None  # the text file it was read from, if any
+    sha256: str | None = None  # of that file
 
     @property
     def vocab_size(self) -> int:
@@ -99,7 +110,93 @@ def load_tinyshakespeare(path: str | Path | None = None, *, verify: bool = True)
                 f"{path}: sha256 {digest} does not match the expected Tiny Shakespeare checksum "
                 f"{TINYSHAKESPEARE_SHA256}"
             )
-    return from_text(path.read_text(encoding="utf-8"))
+    data = from_text(path.read_text(encoding="utf-8"))
+    return CharLMData(data.train, data.valid, data.vocab, source=str(path),
+                      sha256=digest if verify else None)
+
+
+def is_shipped(path: str | Path) -> bool:
+    """True for the Tiny Shakespeare file inside the repository (the one with a known checksum)."""
+    try:
+        return Path(path).resolve() == DEFAULT_PATH.resolve()
+    except OSError:
+        return False
+
+
+def load_text_file(path: str | Path, *, train_fraction: float = TRAIN_FRACTION) -> CharLMData:
+    """A user's own UTF-8 text file, taken as given (no checksum); the vocabulary is built from it.
+
+    Raises FileNotFoundError for a missing file and ValueError for an empty or non-UTF-8 one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such text file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not text:
+        raise ValueError(f"{path}: the file is empty")
+    data = from_text(text, train_fraction=train_fraction)
+    return CharLMData(data.train, data.valid, data.vocab, source=str(path),
+                      sha256=hashlib.sha256(raw).hexdigest())
+
+
+def load_charlm(path: str | Path | None = None) -> CharLMData:
+    """Tiny Shakespeare (None or the shipped file: sha256 verified), else the user's file as given."""
+    if path is None or is_shipped(path):
+        return load_tinyshakespeare(path)
+    return load_text_file(path)
+
+
+def check_run_vocab(workdir: str | Path, data: CharLMData, *, write: bool = True) -> str | None:
+    """Store `data`'s vocabulary with the run, or check it against the one already stored.
+
+    The first run of a workdir writes `WORKDIR/vocab.json` (when `write`); a later run (a resume)
+    must bring the same vocabulary, else ValueError (one line) saying what differs. Returns a note
+    for the log when the text differs from the run's original but its vocabulary does not, else None.
+    """
+    file = Path(workdir) / VOCAB_FILE
+    source = data.source or "the data"
+    if not file.is_file():
+        if write:
+            file.write_text(json.dumps({"chars": data.vocab.chars, "size": data.vocab.size,
+                                        "source": data.source, "sha256": data.sha256}, indent=2) + "\n")
+        return None
+    stored = load_vocab(file)
+    saved = json.loads(file.read_text(encoding="utf-8"))
+    if stored.chars != data.vocab.chars:
+        new = sorted(set(data.vocab.chars) - set(stored.chars))
+        gone = sorted(set(stored.chars) - set(data.vocab.chars))
+        raise ValueError(
+            f"--data-path: the vocabulary of {source} ({data.vocab.size} characters) differs from the one"
+            f" stored with this run in {file} ({stored.size} characters, from {saved.get('source')}):"
+            f" {_few(new)} new, {_few(gone)} missing; resume with the run's text or use a new --workdir"
+        )
+    if data.sha256 and saved.get("sha256") and data.sha256 != saved.get("sha256"):
+        return (f"{source} differs from the run's original text ({saved.get('source')}) but has the same"
+                " vocabulary; continuing on it")
+    return None
+
+
+def _few(chars: list[str], limit: int = 10) -> str:
+    shown = "".join(chars[:limit])
+    return f"{len(chars)} ({shown!r}{'...' if len(chars) > limit else ''})" if chars else "0"
+
+
+def load_vocab(path: str | Path) -> CharVocab:
+    """The vocabulary stored in a run's `vocab.json` (the file, or the workdir holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / VOCAB_FILE
+    try:
+        chars = json.loads(path.read_text(encoding="utf-8"))["chars"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a vocabulary file ({e})") from None
+    if not isinstance(chars, str) or len(set(chars)) != len(chars):
+        raise ValueError(f"{path}: 'chars' must be a string of distinct characters")
+    return CharVocab(chars)
 
 
 def batch_at(tokens: np.ndarray, *, seed: int, step: int, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:

@@ -10,15 +10,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxseq.nn.signature import init_signature
+
 Array = jax.Array
 UNKNOWN_INITS = ("normal", "uniform", "zeros")
 
 
+@init_signature
 class FrozenParam(nnx.Variable):
     """A parameter that training leaves alone: it is not an ``nnx.Param``, so ``nnx.split(m,
     nnx.Param, ...)``, ``nnx.grad`` and ``nnx.Optimizer(m, tx, wrt=nnx.Param)`` skip it."""
 
 
+@init_signature
 class Embedding(nnx.Module):
     """Token embedding table built on ``nnx.Embed``.
 

@@ -3,7 +3,7 @@
 ``LSTM``, ``GRU``, ``MinGRU`` and ``MinLSTM`` share one constructor and one call signature::
 
     Module(in_features, hidden_size, *, num_layers=1, bidirectional=False, residual=False,
-           dilations=None, dropout=0.0, dtype=None, param_dtype=jnp.float32, rngs)
+           dilations=None, dropout=0.0, dtype=None, param_dtype=jnp.float32, <op options>, rngs)
     __call__(x [batch, time, in_features], *, lengths=None, initial_state=None)
         -> (outputs [batch, time, hidden_size * num_directions], final_state)
 
@@ -18,6 +18,11 @@ Each layer and direction keeps its weights in the op's own parameter layout (``L
 * ``GRU``, ``MinGRU``, ``MinLSTM``: ``h [num_layers * num_directions, batch, hidden_size]``.
 
 ``initial_state`` takes the same structure (None means zeros).
+
+Op options: ``LSTM``/``GRU`` take ``unroll=1``, ``hoist_input=None`` and
+``backward="auto"|"custom"|"autodiff"`` (``"autodiff"`` for ``jax.jvp``/``jax.jacfwd``: the
+default custom VJP has no forward mode); ``MinGRU``/``MinLSTM`` take
+``mode="log"|"parallel"|"sequential"``.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxseq.nn.signature import init_signature
 from jaxseq.ops import linear_recurrence as _lr
 from jaxseq.ops import rnn as _rnn
 
@@ -35,6 +41,7 @@ Array = jax.Array
 State = Any  # one direction's state: Array, or (h, c) for the LSTM
 
 
+@init_signature
 class OpParams(nnx.Module):
     """One op's ``NamedTuple`` of parameters held as ``nnx.Param`` attributes of the same names.
 
@@ -77,6 +84,7 @@ def _time_mask(lengths: Array, time: int) -> Array:
     return (jnp.arange(time)[None, :] < lengths[:, None])[:, :, None]
 
 
+@init_signature  # inherited: LSTM(...) & co. show their own __init__ arguments
 class _StackedRNN(nnx.Module):
     """Shared stacking, bidirectionality, residuals, dropout and state handling."""
 
@@ -246,21 +254,57 @@ class _StackedRNN(nnx.Module):
         return h, final_state
 
 
-class LSTM(_StackedRNN):
+BACKWARDS = ("auto", "custom", "autodiff")
+
+
+def _check_backward(name: str, backward: Any) -> str:
+    if backward not in BACKWARDS:
+        raise ValueError(f"{name}: backward must be one of {BACKWARDS}, got {backward!r}")
+    return backward
+
+
+class _ScanRNN(_StackedRNN):
+    """The LSTM and GRU layers: the stack's arguments plus the scan ops' ``unroll``, ``hoist_input`` and
+    ``backward`` (one ``__init__``, so both show the same signature)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_size: int,
+        *,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        residual: bool = False,
+        dilations: Sequence[int] | None = None,
+        dropout: float = 0.0,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        unroll: int = 1,
+        hoist_input: bool | None = None,
+        backward: str = "auto",
+        rngs: nnx.Rngs,
+    ):
+        super().__init__(
+            in_features, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+            residual=residual, dilations=dilations, dropout=dropout, dtype=dtype,
+            param_dtype=param_dtype, rngs=rngs,
+        )
+        self.unroll = unroll
+        self.hoist_input = hoist_input
+        self.backward = _check_backward(type(self).__name__, backward)
+
+
+class LSTM(_ScanRNN):
     """Stacked (bidirectional, residual, dilated) LSTM over ``jaxseq.ops.rnn.lstm_scan``.
 
     Gate order i, f, g, o as in PyTorch; ``final_state = (h, c)``, each
-    ``[num_layers * num_directions, batch, hidden_size]``. Extra keyword options ``unroll`` and
-    ``hoist_input`` are passed to the op.
+    ``[num_layers * num_directions, batch, hidden_size]``. ``unroll``, ``hoist_input`` and
+    ``backward`` are passed to the op: ``backward="custom"`` (what ``"auto"`` picks) is a
+    hand-written VJP, fast for ``jax.grad`` but without forward mode; ``"autodiff"`` lets JAX
+    differentiate the scan, which forward mode (``jax.jvp``, ``jax.jacfwd``) needs.
     """
 
     _init_fn = staticmethod(_rnn.init_lstm_params)
-
-    def __init__(self, in_features: int, hidden_size: int, *, unroll: int = 1,
-                 hoist_input: bool | None = None, **kwargs: Any):
-        super().__init__(in_features, hidden_size, **kwargs)
-        self.unroll = unroll
-        self.hoist_input = hoist_input
 
     def _zero_state(self, batch: int, dtype: Any) -> State:
         z = jnp.zeros((batch, self.hidden_size), dtype)
@@ -270,28 +314,24 @@ class LSTM(_StackedRNN):
         return _rnn.lstm_scan(
             params, x, initial_state=None if state is None else tuple(state), lengths=lengths,
             reverse=reverse, dilation=dilation, unroll=self.unroll, hoist_input=self.hoist_input,
+            backward=self.backward,
         )
 
 
-class GRU(_StackedRNN):
+class GRU(_ScanRNN):
     """Stacked (bidirectional, residual, dilated) GRU over ``jaxseq.ops.rnn.gru_scan``.
 
     Gate order r, z, n as in PyTorch; ``final_state = h [num_layers * num_directions, batch,
-    hidden_size]``. Extra keyword options ``unroll`` and ``hoist_input`` are passed to the op.
+    hidden_size]``. ``unroll``, ``hoist_input`` and ``backward`` are passed to the op (see
+    :class:`LSTM`: ``backward="autodiff"`` for forward-mode differentiation).
     """
 
     _init_fn = staticmethod(_rnn.init_gru_params)
 
-    def __init__(self, in_features: int, hidden_size: int, *, unroll: int = 1,
-                 hoist_input: bool | None = None, **kwargs: Any):
-        super().__init__(in_features, hidden_size, **kwargs)
-        self.unroll = unroll
-        self.hoist_input = hoist_input
-
     def _run(self, params, x, *, lengths, state, reverse, dilation):
         return _rnn.gru_scan(
             params, x, initial_state=state, lengths=lengths, reverse=reverse, dilation=dilation,
-            unroll=self.unroll, hoist_input=self.hoist_input,
+            unroll=self.unroll, hoist_input=self.hoist_input, backward=self.backward,
         )
 
 
@@ -306,9 +346,30 @@ class _MinRNN(_StackedRNN):
     _supports_dilation = False
     _op: ClassVar[Callable[..., tuple[Array, Array]]]
 
-    def __init__(self, in_features: int, hidden_size: int, *, mode: str = "log", **kwargs: Any):
-        super().__init__(in_features, hidden_size, **kwargs)
-        self.mode = mode  # "log" | "parallel" | "sequential" (see jaxseq.ops.linear_recurrence)
+    def __init__(
+        self,
+        in_features: int,
+        hidden_size: int,
+        *,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        residual: bool = False,
+        dilations: Sequence[int] | None = None,
+        dropout: float = 0.0,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        mode: str = "log",
+        rngs: nnx.Rngs,
+    ):
+        super().__init__(
+            in_features, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+            residual=residual, dilations=dilations, dropout=dropout, dtype=dtype,
+            param_dtype=param_dtype, rngs=rngs,
+        )
+        if mode not in _lr.MIN_RNN_MODES:
+            raise ValueError(f"{type(self).__name__}: mode must be one of {_lr.MIN_RNN_MODES},"
+                             f" got {mode!r}")
+        self.mode = mode  # see jaxseq.ops.linear_recurrence
 
     def _run(self, params, x, *, lengths, state, reverse, dilation):
         del dilation  # rejected in the constructor

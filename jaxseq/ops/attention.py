@@ -10,6 +10,18 @@ with the softmax in float32 whatever the input dtype (float64 for float64 input)
 uniform average). Masks are aligned top-left: with ``is_causal`` query ``i`` sees keys ``j <= i``
 (as ``jax.nn`` and ``torch``). ``q_lengths``/``kv_lengths`` (``[batch]`` ints) mark padding: keys at
 or past ``kv_lengths[b]`` are ignored and output rows at or past ``q_lengths[b]`` are zero.
+Lengths outside ``[0, time]`` are a ``ValueError`` when their values are known (eager calls); under
+``jit``/``vmap`` they are clipped to ``[0, time]`` (negative = 0, past the end = the full length).
+
+Grouped-query / multi-query attention: ``k`` and ``v`` may have fewer heads than ``q``
+(``[batch, kv_len, kv_heads, head_dim]`` with ``heads % kv_heads == 0``), as in
+``jax.nn.dot_product_attention``: query head ``h`` attends with key/value head
+``h // (heads // kv_heads)``, the same as repeating every k/v head ``heads // kv_heads`` times
+(``jnp.repeat(k, heads // kv_heads, axis=2)``), but no backend materialises the repeat.
+
+Inputs may be NumPy arrays or nested lists (converted with ``jnp.asarray`` at entry). Every backend
+runs inside ``jax.named_scope("attention")`` (the blockwise custom backward too), so HLO op names and
+profiles group the kernel's time under "attention".
 
 Backends (``ATTENTION_BACKENDS``):
 
@@ -17,7 +29,8 @@ Backends (``ATTENTION_BACKENDS``):
 * ``"vmapped"``   - :func:`vmapped_attention`: written for one head, ``jax.vmap``-ed over heads and batch.
 * ``"blockwise"`` - :func:`blockwise_attention`: FlashAttention-2 style online softmax with a custom VJP
   that recomputes blocks, so forward *and* training memory are linear in T; causal blocks above the
-  diagonal are never computed.
+  diagonal are never computed. ``backward="autodiff"`` replaces the custom VJP by JAX's own
+  differentiation of the loops (needed for ``jax.jvp``/``jax.jacfwd``).
 * ``"xla"``/``"cudnn"`` - :func:`jax_nn_attention`: ``jax.nn.dot_product_attention`` with that
   implementation (cuDNN needs a GPU, fp16/bf16 and head_dim a multiple of 8, <= 128).
 * ``"auto"`` in :func:`attention`: see :func:`select_backend`.
@@ -33,10 +46,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from jaxseq.ops._checks import as_array, check_forward_mode, explain_forward_mode
 from jaxseq.ops.masks import make_attention_mask
 
 __all__ = [
     "ATTENTION_BACKENDS",
+    "BACKWARD_MODES",
     "attention",
     "blockwise_attention",
     "dot_product_attention_reference",
@@ -46,6 +61,9 @@ __all__ = [
 ]
 
 ATTENTION_BACKENDS: tuple[str, ...] = ("naive", "vmapped", "blockwise", "xla", "cudnn")
+BACKWARD_MODES: tuple[str, ...] = ("auto", "custom", "autodiff")
+_FORWARD_MODE_FIX = ("backward='autodiff' (an option of blockwise_attention, attention and the "
+                     "jaxseq.nn attention/transformer modules)")
 
 # Masked logits get the most negative finite float32: finite so that no inf - inf = NaN can appear.
 _NEG = float(np.finfo(np.float32).min)
@@ -66,6 +84,20 @@ def _is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def _as_qkv(q: Any, k: Any, v: Any) -> tuple[Array, Array, Array]:
+    """q, k, v as jax arrays (NumPy arrays and nested lists are converted), validated."""
+    out = []
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, jax.Array):
+            try:
+                x = jnp.asarray(x)
+            except (TypeError, ValueError):
+                raise TypeError(f"{name} must be an array of shape {_LAYOUT}, got {type(x).__name__}") from None
+        out.append(x)
+    _validate_qkv(*out)
+    return out[0], out[1], out[2]
+
+
 def _validate_qkv(q: Array, k: Array, v: Array) -> None:
     for name, x in (("q", q), ("k", k), ("v", v)):
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -81,19 +113,24 @@ def _validate_qkv(q: Array, k: Array, v: Array) -> None:
             f"q, k, v must have the same batch size (axis 0 of {_LAYOUT}), got q {q.shape}, k {k.shape}, v {v.shape}")
     if k.shape[1] != v.shape[1]:
         raise ValueError(f"k and v must have the same time length (axis 1 of {_LAYOUT}), got k {k.shape}, v {v.shape}")
-    if not (q.shape[2] == k.shape[2] == v.shape[2]):
+    if k.shape[2] != v.shape[2]:
         raise ValueError(
-            f"q, k, v must have the same number of heads (axis 2 of {_LAYOUT}), got q {q.shape}, k {k.shape}, v {v.shape}")
+            f"k and v must have the same number of heads (axis 2 of {_LAYOUT}), got k {k.shape}, v {v.shape}")
+    if k.shape[2] == 0 or q.shape[2] % k.shape[2]:
+        raise ValueError(
+            f"the number of query heads must be a multiple of the number of key/value heads (axis 2 of "
+            f"{_LAYOUT}; grouped-query attention), got q heads {q.shape[2]}, k/v heads {k.shape[2]}")
     if not (q.shape[3] == k.shape[3] == v.shape[3]):
         raise ValueError(
             f"q, k, v must have the same head_dim (axis 3 of {_LAYOUT}), got q {q.shape}, k {k.shape}, v {v.shape}")
 
 
 def _validate_lengths(name: str, lengths: Optional[Array], batch: int, max_len: int) -> Optional[Array]:
-    """Checks ``lengths`` is ``[batch]`` ints in ``[0, max_len]`` (the range only when concrete)."""
+    """Checks ``lengths`` is ``[batch]`` ints in ``[0, max_len]``: the range when concrete; a traced
+    value cannot be checked and is clipped to the range instead (documented in the module)."""
     if lengths is None:
         return None
-    lengths = jnp.asarray(lengths) if not hasattr(lengths, "shape") else lengths
+    lengths = as_array("attention", name, lengths)
     if tuple(lengths.shape) != (batch,):
         raise ValueError(f"{name} must have shape [batch] = ({batch},), got shape {tuple(lengths.shape)}")
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
@@ -102,13 +139,14 @@ def _validate_lengths(name: str, lengths: Optional[Array], batch: int, max_len: 
         arr = np.asarray(lengths)
         if arr.size and (arr.min() < 0 or arr.max() > max_len):
             raise ValueError(f"{name} must lie in [0, {max_len}], got min {arr.min()} max {arr.max()}")
-    return jnp.asarray(lengths, jnp.int32)
+        return jnp.asarray(lengths, jnp.int32)
+    return jnp.clip(lengths.astype(jnp.int32), 0, max_len)
 
 
 def _validate_mask(mask: Optional[Array], batch: int, heads: int, q_len: int, kv_len: int) -> Optional[Array]:
     if mask is None:
         return None
-    mask = jnp.asarray(mask) if not hasattr(mask, "shape") else mask
+    mask = as_array("attention", "mask", mask)
     expected = f"[batch|1, heads|1, q_len, kv_len] = [{batch}|1, {heads}|1, {q_len}, {kv_len}]"
     if len(mask.shape) != 4:
         raise ValueError(f"mask must have rank 4, shape {expected}, got shape {tuple(mask.shape)}")
@@ -131,14 +169,15 @@ def _resolve_scale(scale: Optional[float], head_dim: int) -> float:
 
 
 def _checked_inputs(
-    q: Array, k: Array, v: Array, mask: Optional[Array], q_lengths: Optional[Array],
+    q: Any, k: Any, v: Any, mask: Optional[Array], q_lengths: Optional[Array],
     kv_lengths: Optional[Array], scale: Optional[float],
-) -> tuple[Optional[Array], Optional[Array], Optional[Array], float]:
-    """Every backend's argument checks in one place: (mask, q_lengths, kv_lengths, scale), validated."""
-    _validate_qkv(q, k, v)
+) -> tuple[Array, Array, Array, Optional[Array], Optional[Array], Optional[Array], float]:
+    """Every backend's argument checks in one place: (q, k, v, mask, q_lengths, kv_lengths, scale),
+    converted to jax arrays and validated."""
+    q, k, v = _as_qkv(q, k, v)
     B, Tq, H, D = q.shape
     Tk = k.shape[1]
-    return (_validate_mask(mask, B, H, Tq, Tk), _validate_lengths("q_lengths", q_lengths, B, Tq),
+    return (q, k, v, _validate_mask(mask, B, H, Tq, Tk), _validate_lengths("q_lengths", q_lengths, B, Tq),
             _validate_lengths("kv_lengths", kv_lengths, B, Tk), _resolve_scale(scale, D))
 
 
@@ -173,7 +212,8 @@ def dot_product_attention_reference(
 
     Args:
       q: ``[batch, q_len, heads, head_dim]``.
-      k, v: ``[batch, kv_len, heads, head_dim]``.
+      k, v: ``[batch, kv_len, kv_heads, head_dim]``; ``kv_heads`` divides ``heads`` (equal for
+        plain multi-head attention, fewer for grouped/multi-query attention).
       mask: optional bool ``[batch|1, heads|1, q_len, kv_len]``, True = attend.
       is_causal: add the top-left causal constraint.
       scale: logit scale, default ``1/sqrt(head_dim)``.
@@ -181,13 +221,23 @@ def dot_product_attention_reference(
     Returns:
       ``[batch, q_len, heads, head_dim]`` in q's dtype.
     """
-    mask, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, mask, q_lengths, kv_lengths, scale)
+    q, k, v, mask, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, mask, q_lengths, kv_lengths, scale)
+    with jax.named_scope("attention"):
+        return _reference_body(q, k, v, mask, is_causal, scale, q_lengths, kv_lengths)
+
+
+def _reference_body(q, k, v, mask, is_causal, scale, q_lengths, kv_lengths):
     B, Tq, H, D = q.shape
-    Tk = k.shape[1]
+    Tk, K = k.shape[1], k.shape[2]
+    G = H // K
 
     # Products in the input dtype, accumulated (and softmaxed) in float32 (float64 for float64 input).
     acc = _acc_dtype(q.dtype)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=acc) * scale
+    if G == 1:
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=acc) * scale
+    else:  # query head h = kv head h // G, group member h % G (jax.nn's layout)
+        logits = jnp.einsum("bqngd,bknd->bngqk", q.reshape(B, Tq, K, G, D), k,
+                            preferred_element_type=acc).reshape(B, H, Tq, Tk) * scale
     full = None
     if is_causal or q_lengths is not None or kv_lengths is not None:
         full = make_attention_mask(Tq, Tk, is_causal=is_causal, q_lengths=q_lengths, kv_lengths=kv_lengths)
@@ -199,7 +249,11 @@ def dot_product_attention_reference(
     if full is not None:
         # A row with nothing to attend to would be a uniform average of v: return zeros instead.
         weights = jnp.where(jnp.any(full, axis=-1, keepdims=True), weights, 0.0)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v, preferred_element_type=acc)
+    if G == 1:
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v, preferred_element_type=acc)
+    else:
+        out = jnp.einsum("bngqk,bknd->bqngd", weights.astype(v.dtype).reshape(B, K, G, Tq, Tk), v,
+                         preferred_element_type=acc).reshape(B, Tq, H, D)
     return out.astype(q.dtype)
 
 
@@ -241,11 +295,20 @@ def vmapped_attention(
 ) -> Array:
     """Attention written for a single head ``[time, head_dim]`` and ``jax.vmap``-ed over heads, then batch.
 
-    Same arguments and result as :func:`dot_product_attention_reference`.
+    Same arguments and result as :func:`dot_product_attention_reference`. With fewer k/v heads
+    than query heads, the query heads of one group are vmapped against their shared k/v head.
     """
-    mask, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, mask, q_lengths, kv_lengths, scale)
+    q, k, v, mask, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, mask, q_lengths, kv_lengths, scale)
+    with jax.named_scope("attention"):
+        return _vmapped_body(q, k, v, mask, is_causal, scale, q_lengths, kv_lengths)
+
+
+def _vmapped_body(q, k, v, mask, is_causal, scale, q_lengths, kv_lengths):
     B, Tq, H, D = q.shape
-    Tk = k.shape[1]
+    Tk, K = k.shape[1], k.shape[2]
+    G = H // K
+    if G > 1:
+        return _vmapped_grouped(q, k, v, mask, is_causal, scale, q_lengths, kv_lengths)
     if q_lengths is None:
         q_lengths = jnp.full((B,), Tq, jnp.int32)
     if kv_lengths is None:
@@ -268,6 +331,34 @@ def vmapped_attention(
     return over_batch(q, k, v, mask, q_lengths, kv_lengths)
 
 
+def _vmapped_grouped(q, k, v, mask, is_causal, scale, q_lengths, kv_lengths):
+    """Grouped-query form: vmap over the G query heads of a group (k/v shared), then kv heads, batch."""
+    B, Tq, H, D = q.shape
+    Tk, K = k.shape[1], k.shape[2]
+    G = H // K
+    if q_lengths is None:
+        q_lengths = jnp.full((B,), Tq, jnp.int32)
+    if kv_lengths is None:
+        kv_lengths = jnp.full((B,), Tk, jnp.int32)
+    qg = q.reshape(B, Tq, K, G, D)
+    head = functools.partial(_single_head_attention, is_causal=is_causal, scale=scale)
+    if mask is None:
+        head_axis = batch_axis = None
+        mask_g = jnp.ones((), bool)   # placeholder, never read
+        one = lambda q, k, v, m, ql, kl: head(q, k, v, None, ql, kl)
+    else:
+        head_axis = 0 if mask.shape[1] == H else None
+        batch_axis = 0 if mask.shape[0] == B and B > 1 else None
+        mask_g = mask.reshape(mask.shape[0], K, G, Tq, Tk) if head_axis is not None else mask[:, 0]
+        mask_g = mask_g if batch_axis is not None else mask_g[0]
+        one = head
+    # per batch element: q [Tq, K, G, D], k/v [Tk, K, D], mask [K, G, Tq, Tk] | [Tq, Tk]
+    over_group = jax.vmap(one, in_axes=(1, None, None, head_axis, None, None), out_axes=1)
+    over_kv = jax.vmap(over_group, in_axes=(1, 1, 1, head_axis, None, None), out_axes=1)
+    over_batch = jax.vmap(over_kv, in_axes=(0, 0, 0, batch_axis, 0, 0))
+    return over_batch(qg, k, v, mask_g, q_lengths, kv_lengths).reshape(B, Tq, H, D)
+
+
 # ---------------------------------------------------------------------------------------------------
 # "blockwise": FlashAttention-2 style, custom VJP
 # ---------------------------------------------------------------------------------------------------
@@ -283,6 +374,14 @@ class _FlashConfig(NamedTuple):
     q_len: int      # true (unpadded) lengths
     kv_len: int
     has_lengths: bool  # kv_lengths given: every block past min(kv_lengths) needs a mask
+    groups: int = 1    # query heads per k/v head (grouped-query attention)
+    autodiff: bool = False  # static loops over every tile, differentiated by JAX (no custom VJP)
+
+
+def _g(cfg: _FlashConfig) -> str:
+    """The einsum letter of the query-group axis: q-side tiles are ``[B*K, G, block, D]`` when
+    grouped, ``[B*H, block, D]`` otherwise (then the einsums are exactly the ungrouped ones)."""
+    return "g" if cfg.groups > 1 else ""
 
 
 def _to_blocks(x: Array, block: int) -> Array:
@@ -305,13 +404,14 @@ def _from_blocks(x: Array, B: int, T: int, H: int) -> Array:
 
 
 def _block_mask(cfg: _FlashConfig, i: Array, j: Array, kv_len: Array) -> Array:
-    """Validity of the (q block i, kv block j) tile: ``[B*H|1, block_q, block_kv]`` bool."""
+    """Validity of the (q block i, kv block j) tile: ``[B*K|1, (1,) block_q, block_kv]`` bool
+    (the unit axis broadcasts over the query group when grouped)."""
     rows = i * cfg.block_q + jnp.arange(cfg.block_q)[:, None]
     cols = j * cfg.block_kv + jnp.arange(cfg.block_kv)[None, :]
     valid = (cols < kv_len[:, None, None]) if cfg.has_lengths else (cols < cfg.kv_len)[None]
     if cfg.causal:
         valid = valid & (cols <= rows)[None]
-    return valid
+    return valid[:, None] if cfg.groups > 1 else valid
 
 
 def _kv_bounds(cfg: _FlashConfig, i: Array, n_kv: int, min_len: Array, max_len: Array) -> tuple[Array, Array]:
@@ -348,23 +448,28 @@ def _len_range(cfg: _FlashConfig, kv_len: Array) -> tuple[Array, Array]:
 
 
 def _flash_forward(cfg: _FlashConfig, qb: Array, kb: Array, vb: Array, kv_len: Array) -> tuple[Array, Array]:
-    """Online-softmax forward. qb ``[nq, BH, bq, D]``, kb/vb ``[nk, BH, bk, D]``, kv_len ``[BH]``.
+    """Online-softmax forward. qb ``[nq, BK, (G,) bq, D]``, kb/vb ``[nk, BK, bk, D]``, kv_len ``[BK]``
+    (BK = batch * kv_heads; the G axis only when grouped).
 
-    Returns out ``[nq, BH, bq, D]`` (input dtype) and logsumexp ``[nq, BH, bq]`` (float32, scaled
-    logits; +inf for rows with nothing to attend so that the backward's exp(s - lse) is 0 there).
+    Returns out ``[nq, BK, (G,) bq, D]`` (input dtype) and logsumexp ``[nq, BK, (G,) bq]`` (float32,
+    scaled logits; +inf for rows with nothing to attend so that the backward's exp(s - lse) is 0).
+    With ``cfg.autodiff`` every tile is visited with a mask by loops of static length (scans), which
+    JAX can differentiate in both modes; otherwise the loop bounds skip empty tiles (while loops).
     """
-    n_q, BH, bq, _ = qb.shape
+    n_q = qb.shape[0]
+    rows_shape = qb.shape[1:-1]          # (BK, [G,] bq)
     n_kv, _, bk, Dv = vb.shape
     scale = cfg.scale
     min_len, max_len = _len_range(cfg, kv_len)
     acc_t = _acc_dtype(qb.dtype)
+    g = _g(cfg)
 
     def q_block(_, xs):
         i, qi = xs
 
         def tile(j, carry, masked: bool):
             m, l, acc = carry
-            s = jnp.einsum("bqd,bkd->bqk", qi, kb[j], preferred_element_type=acc_t)
+            s = jnp.einsum(f"b{g}qd,bkd->b{g}qk", qi, kb[j], preferred_element_type=acc_t)
             if masked:
                 valid = _block_mask(cfg, i, j, kv_len)
                 s = jnp.where(valid, s, _NEG)
@@ -375,14 +480,18 @@ def _flash_forward(cfg: _FlashConfig, qb: Array, kb: Array, vb: Array, kv_len: A
                 p = jnp.where(valid, p, 0.0)
             alpha = jnp.exp(m - m_new)
             l = l * alpha + jnp.sum(p, axis=-1)
-            pv = jnp.einsum("bqk,bkd->bqd", p.astype(vb.dtype), vb[j], preferred_element_type=acc_t)
+            pv = jnp.einsum(f"b{g}qk,bkd->b{g}qd", p.astype(vb.dtype), vb[j], preferred_element_type=acc_t)
             return m_new, l, acc * alpha[..., None] + pv
 
-        full, stop = _kv_bounds(cfg, i, n_kv, min_len, max_len)
-        carry = (jnp.full((BH, bq), _NEG, acc_t), jnp.zeros((BH, bq), acc_t),
-                 jnp.zeros((BH, bq, Dv), acc_t))
-        carry = lax.fori_loop(0, full, functools.partial(tile, masked=False), carry)
-        carry = lax.fori_loop(full, stop, functools.partial(tile, masked=True), carry)
+        carry = (jnp.full(rows_shape, _NEG, acc_t), jnp.zeros(rows_shape, acc_t),
+                 jnp.zeros(rows_shape + (Dv,), acc_t))
+        if cfg.autodiff:
+            needs_mask = cfg.causal or cfg.has_lengths or n_kv * bk != cfg.kv_len
+            carry = lax.fori_loop(0, n_kv, functools.partial(tile, masked=needs_mask), carry)
+        else:
+            full, stop = _kv_bounds(cfg, i, n_kv, min_len, max_len)
+            carry = lax.fori_loop(0, full, functools.partial(tile, masked=False), carry)
+            carry = lax.fori_loop(full, stop, functools.partial(tile, masked=True), carry)
         m, l, acc = carry
         nonempty = l > 0
         out = jnp.where(nonempty[..., None], acc / jnp.where(nonempty, l, 1.0)[..., None], 0.0)
@@ -398,12 +507,14 @@ def _flash_backward(cfg: _FlashConfig, qb, kb, vb, kv_len, out, lse, dout) -> tu
 
     Recomputes each probability tile from the saved logsumexp, so nothing quadratic is stored.
     """
-    n_q, BH, bq, D = qb.shape
-    n_kv, _, bk, Dv = vb.shape
+    n_q, D = qb.shape[0], qb.shape[-1]
+    rows_shape = qb.shape[1:-1]          # (BK, [G,] bq)
+    n_kv, BK, bk, Dv = vb.shape
     scale = cfg.scale
     min_len, max_len = _len_range(cfg, kv_len)
     dtype = qb.dtype
     acc_t = _acc_dtype(dtype)
+    g = _g(cfg)
     # delta_i = rowsum(dO_i * O_i) = rowsum(P_i * dP_i): the softmax-backward correction term.
     delta = jnp.sum(dout.astype(acc_t) * out.astype(acc_t), axis=-1)
 
@@ -419,25 +530,26 @@ def _flash_backward(cfg: _FlashConfig, qb, kb, vb, kv_len, out, lse, dout) -> tu
         def tile(i, carry, masked: bool):
             dqT, dk, dv = carry
             qi, doi = qb[i], dout[i]
-            sT = jnp.einsum("bkd,bqd->bkq", kj, qi, preferred_element_type=acc_t)
-            pT = jnp.exp(sT * scale - lse[i][:, None, :])
+            sT = jnp.einsum(f"bkd,b{g}qd->b{g}kq", kj, qi, preferred_element_type=acc_t)
+            pT = jnp.exp(sT * scale - lse[i][..., None, :])
             if masked:
                 pT = jnp.where(jnp.swapaxes(_block_mask(cfg, i, j, kv_len), -1, -2), pT, 0.0)
-            dv = dv + jnp.einsum("bkq,bqd->bkd", pT.astype(dtype), doi, preferred_element_type=acc_t)
-            dpT = jnp.einsum("bkd,bqd->bkq", vj, doi, preferred_element_type=acc_t)
-            dsT = (pT * (dpT - delta[i][:, None, :])).astype(dtype)
-            dk = dk + jnp.einsum("bkq,bqd->bkd", dsT, qi, preferred_element_type=acc_t)
-            dqT = dqT.at[i].add(jnp.einsum("bdk,bkq->bdq", kTj, dsT, preferred_element_type=acc_t))
+            # With a group axis, the k/v gradients also sum over the query heads sharing the tile.
+            dv = dv + jnp.einsum(f"b{g}kq,b{g}qd->bkd", pT.astype(dtype), doi, preferred_element_type=acc_t)
+            dpT = jnp.einsum(f"bkd,b{g}qd->b{g}kq", vj, doi, preferred_element_type=acc_t)
+            dsT = (pT * (dpT - delta[i][..., None, :])).astype(dtype)
+            dk = dk + jnp.einsum(f"b{g}kq,b{g}qd->bkd", dsT, qi, preferred_element_type=acc_t)
+            dqT = dqT.at[i].add(jnp.einsum(f"bdk,b{g}kq->b{g}dq", kTj, dsT, preferred_element_type=acc_t))
             return dqT, dk, dv
 
         start, full = _q_bounds(cfg, j, n_q, min_len, max_len)
-        carry = (dqT, jnp.zeros((BH, bk, D), acc_t), jnp.zeros((BH, bk, Dv), acc_t))
+        carry = (dqT, jnp.zeros((BK, bk, D), acc_t), jnp.zeros((BK, bk, Dv), acc_t))
         carry = lax.fori_loop(start, full, functools.partial(tile, masked=True), carry)
         carry = lax.fori_loop(full, n_q, functools.partial(tile, masked=False), carry)
         dqT, dk, dv = carry
         return dqT, ((dk * scale).astype(dtype), dv.astype(dtype))
 
-    dqT0 = jnp.zeros((n_q, BH, D, bq), acc_t)
+    dqT0 = jnp.zeros((n_q,) + rows_shape[:-1] + (D, rows_shape[-1]), acc_t)
     dqT, (dk, dv) = lax.scan(kv_block, dqT0, (jnp.arange(n_kv), kb, kTb, vb))
     dq = jnp.swapaxes(dqT, -1, -2)
     return (dq * scale).astype(dtype), dk, dv
@@ -455,7 +567,8 @@ def _flash_fwd_rule(cfg, qb, kb, vb, kv_len):
 
 def _flash_bwd_rule(cfg, res, dout):
     qb, kb, vb, kv_len, out, lse = res
-    dq, dk, dv = _flash_backward(cfg, qb, kb, vb, kv_len, out, lse, dout)
+    with jax.named_scope("attention"):
+        dq, dk, dv = _flash_backward(cfg, qb, kb, vb, kv_len, out, lse, dout)
     return dq, dk, dv, None
 
 
@@ -475,6 +588,12 @@ def default_block_q(q_len: int) -> int:
     return LONG_BLOCK_Q if q_len >= LONG_QUERY else DEFAULT_BLOCK_Q
 
 
+def _check_backward(backward: Any) -> str:
+    if not isinstance(backward, str) or backward not in BACKWARD_MODES:
+        raise ValueError(f"backward must be one of {BACKWARD_MODES}, got {backward!r}")
+    return backward
+
+
 def blockwise_attention(
     q: Array,
     k: Array,
@@ -486,6 +605,7 @@ def blockwise_attention(
     q_lengths: Optional[Array] = None,
     block_q: Optional[int] = None,
     block_kv: int = DEFAULT_BLOCK_KV,
+    backward: str = "auto",
 ) -> Array:
     """Memory-efficient attention: online softmax over kv blocks, a scan over q blocks.
 
@@ -494,10 +614,12 @@ def blockwise_attention(
     bounds, not masks), about half the FLOPs; only tiles crossing the diagonal or a sequence end
     are masked. The custom VJP saves only the output and the row logsumexp and recomputes each
     tile (FlashAttention-2), so forward and backward temporaries are O(T * block), not O(T^2).
+    With fewer k/v heads than query heads, each k/v tile is multiplied with the ``heads //
+    kv_heads`` query heads that share it (one batched matmul), never repeated in memory.
 
     Args:
       q: ``[batch, q_len, heads, head_dim]``.
-      k, v: ``[batch, kv_len, heads, head_dim]``.
+      k, v: ``[batch, kv_len, kv_heads, head_dim]``, ``kv_heads`` dividing ``heads``.
       is_causal: top-left causal mask.
       scale: logit scale, default ``1/sqrt(head_dim)``.
       kv_lengths: optional ``[batch]`` int; keys at or past the length are ignored.
@@ -505,12 +627,20 @@ def blockwise_attention(
       block_q, block_kv: tile sizes (any positive int; time is zero-padded internally). A block
         larger than the sequence is clipped to it. ``block_q=None`` picks
         :func:`default_block_q` (256, or 512 from ``q_len`` 1024 on).
+      backward: ``"auto"`` (= ``"custom"``): the FlashAttention-2 custom VJP (reverse mode only:
+        ``jax.jvp``/``jax.jacfwd`` raise a TypeError naming this option). ``"autodiff"``: no custom
+        VJP; every tile is visited (masked) by fixed-length loops that JAX differentiates itself,
+        so forward mode (``jax.jvp``, ``jax.jacfwd``) works too. Same values; it computes the
+        skipped causal tiles as well, and reverse mode then stores per-tile residuals, so its
+        training memory is quadratic in T like the ``"naive"`` backend.
     Returns:
       ``[batch, q_len, heads, head_dim]`` in q's dtype.
     """
-    _, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, None, q_lengths, kv_lengths, scale)
+    q, k, v, _, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, None, q_lengths, kv_lengths, scale)
+    autodiff = _check_backward(backward) == "autodiff"
     B, Tq, H, D = q.shape
-    Tk = k.shape[1]
+    Tk, K = k.shape[1], k.shape[2]
+    G = H // K
     if block_q is None:
         block_q = default_block_q(Tq)
     for name, b in (("block_q", block_q), ("block_kv", block_kv)):
@@ -519,20 +649,32 @@ def blockwise_attention(
     # Don't pad a short sequence up to a big block; 8 keeps tiles vector-friendly.
     block_q = int(min(block_q, max(8, -(-Tq // 8) * 8)))
     block_kv = int(min(block_kv, max(8, -(-Tk // 8) * 8)))
+    if not autodiff:
+        check_forward_mode("blockwise_attention", _FORWARD_MODE_FIX, q, k, v)
     if Tq == 0 or Tk == 0:
         return jnp.zeros(q.shape, q.dtype)
 
     cfg = _FlashConfig(scale=scale, causal=bool(is_causal), block_q=block_q, block_kv=block_kv,
-                       q_len=Tq, kv_len=Tk, has_lengths=kv_lengths is not None)
-    if kv_lengths is None:
-        kv_len = jnp.full((B * H,), Tk, jnp.int32)
-    else:
-        kv_len = jnp.repeat(kv_lengths, H)   # [B*H], batch-major as in _to_blocks
-    out = _flash(cfg, _to_blocks(q, block_q), _to_blocks(k, block_kv), _to_blocks(v, block_kv), kv_len)
-    out = _from_blocks(out, B, Tq, H)
-    if q_lengths is not None:
-        out = _zero_invalid_rows(out, jnp.arange(Tq)[None, :] < q_lengths[:, None])
-    return out
+                       q_len=Tq, kv_len=Tk, has_lengths=kv_lengths is not None, groups=G,
+                       autodiff=autodiff)
+    with jax.named_scope("attention"):
+        if kv_lengths is None:
+            kv_len = jnp.full((B * K,), Tk, jnp.int32)
+        else:
+            kv_len = jnp.repeat(kv_lengths, K)   # [B*K], batch-major as in _to_blocks
+        qb = _to_blocks(q, block_q)
+        if G > 1:   # [n, B*H, bq, D] -> [n, B*K, G, bq, D]: query head h = kv head h // G, member h % G
+            qb = qb.reshape(qb.shape[0], B * K, G, block_q, D)
+        kb, vb = _to_blocks(k, block_kv), _to_blocks(v, block_kv)
+        if autodiff:
+            out = _flash_forward(cfg, qb, kb, vb, kv_len)[0]
+        else:
+            with explain_forward_mode("blockwise_attention", _FORWARD_MODE_FIX):
+                out = _flash(cfg, qb, kb, vb, kv_len)
+        out = _from_blocks(out.reshape(out.shape[0], B * H, block_q, D), B, Tq, H)
+        if q_lengths is not None:
+            out = _zero_invalid_rows(out, jnp.arange(Tq)[None, :] < q_lengths[:, None])
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -568,11 +710,10 @@ def jax_nn_attention(
     ``implementation=None`` picks ``"cudnn"`` when :func:`cudnn_supported`, else ``"xla"``. Lengths
     are passed as ``query_seq_lengths``/``key_value_seq_lengths``; rows with nothing to attend to
     (past ``q_lengths``, ``kv_lengths == 0``, or an all-False mask row) are zeroed afterwards, since
-    jax.nn returns a uniform average there. Same arguments/shapes as the other backends.
+    jax.nn returns a uniform average there. Same arguments/shapes as the other backends (jax.nn
+    takes fewer k/v heads than query heads natively).
     """
-    mask, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, mask, q_lengths, kv_lengths, scale)
-    B, Tq, H, D = q.shape
-    Tk = k.shape[1]
+    q, k, v, mask, q_lengths, kv_lengths, scale = _checked_inputs(q, k, v, mask, q_lengths, kv_lengths, scale)
     if implementation is None:
         implementation = "cudnn" if cudnn_supported(q, k, v, mask=mask) else "xla"
     if implementation not in ("xla", "cudnn"):
@@ -580,6 +721,13 @@ def jax_nn_attention(
     if implementation == "cudnn" and not _on_gpu():
         raise RuntimeError(f"cuDNN attention needs a GPU; the default JAX backend is "
                            f"{jax.default_backend()!r}. Use backend='xla' or 'blockwise' instead.")
+    with jax.named_scope("attention"):
+        return _jax_nn_body(q, k, v, mask, is_causal, scale, q_lengths, kv_lengths, implementation)
+
+
+def _jax_nn_body(q, k, v, mask, is_causal, scale, q_lengths, kv_lengths, implementation):
+    B, Tq, H, D = q.shape
+    Tk = k.shape[1]
     out = jax.nn.dot_product_attention(
         q, k, v, mask=mask, scale=scale, is_causal=is_causal, query_seq_lengths=q_lengths,
         key_value_seq_lengths=kv_lengths, implementation=implementation)
@@ -626,12 +774,18 @@ def select_backend(q: Array, k: Array, v: Array, *, mask: Optional[Array] = None
     return "naive"
 
 
-def attention(q: Array, k: Array, v: Array, *, backend: str = "auto", **kwargs: Any) -> Array:
+def attention(q: Array, k: Array, v: Array, *, backend: str = "auto", backward: str = "auto",
+              **kwargs: Any) -> Array:
     """Scaled dot-product attention through one named backend.
 
     Args:
-      q: ``[batch, q_len, heads, head_dim]``; k, v: ``[batch, kv_len, heads, head_dim]``.
+      q: ``[batch, q_len, heads, head_dim]``; k, v: ``[batch, kv_len, kv_heads, head_dim]`` with
+        ``kv_heads`` dividing ``heads`` (grouped/multi-query attention when fewer). NumPy arrays
+        are accepted.
       backend: one of ``ATTENTION_BACKENDS`` or ``"auto"`` (:func:`select_backend`).
+      backward: ``"auto"``/``"custom"``/``"autodiff"``, used by ``"blockwise"`` (see
+        :func:`blockwise_attention`; ``"autodiff"`` for ``jax.jvp``/``jax.jacfwd``); the other
+        backends are always differentiated by JAX and accept any of the three.
       **kwargs: ``mask``, ``is_causal``, ``scale``, ``q_lengths``, ``kv_lengths`` (all backends;
         ``"blockwise"`` takes no ``mask``), plus ``block_q``/``block_kv`` for ``"blockwise"``.
     Returns:
@@ -639,7 +793,8 @@ def attention(q: Array, k: Array, v: Array, *, backend: str = "auto", **kwargs: 
     """
     if backend != "auto" and backend not in ATTENTION_BACKENDS:
         raise ValueError(f"unknown attention backend {backend!r}; valid: {', '.join(ATTENTION_BACKENDS)}, auto")
-    _validate_qkv(q, k, v)
+    _check_backward(backward)
+    q, k, v = _as_qkv(q, k, v)
     if backend == "auto":
         backend = select_backend(q, k, v, mask=kwargs.get("mask"))
     block_kw = {n for n in ("block_q", "block_kv") if n in kwargs}
@@ -654,7 +809,7 @@ def attention(q: Array, k: Array, v: Array, *, backend: str = "auto", **kwargs: 
             raise ValueError("backend 'blockwise' takes no explicit mask (it never builds the [T, T] matrix); "
                              "use is_causal/kv_lengths/q_lengths, or backend 'naive'/'xla' for arbitrary masks")
         kwargs.pop("mask", None)
-        return blockwise_attention(q, k, v, **kwargs)
+        return blockwise_attention(q, k, v, backward=backward, **kwargs)
     if backend == "cudnn" and not _on_gpu():
         raise RuntimeError(f"backend 'cudnn' needs a GPU (cuDNN); the default JAX backend is "
                            f"{jax.default_backend()!r}. Use 'blockwise' or 'xla' on CPU.")

@@ -19,6 +19,18 @@ in *every* mode (the paper's linear-space listings use the raw ``Linear_h(x)``);
 everywhere is what lets the three modes agree, and it keeps ``h`` positive so the log mode is valid.
 
 Half-precision inputs (bfloat16/float16) are accumulated in float32 and cast back at the end.
+
+Inputs may be NumPy arrays or Python numbers (a number for ``a``/``b``/``h0`` broadcasts like a
+size-1 array); ``params`` may be the NamedTuple, a plain tuple/list in field order or a dict keyed
+by the field names. Every op runs inside ``jax.named_scope("recurrence")`` (profiles and HLO op
+names group its time under "recurrence").
+
+Zero initial state in log mode: ``mingru``/``minlstm`` fold ``h0`` into the first step as
+``log(b_0 + a_0 * h0)`` (never ``log h0``), so ``h0 = 0`` is valid there and its gradients are
+finite, under ``jit`` as eagerly; ``h0`` must be ``>= 0`` (checked when concrete; under a trace a
+first state ``b_0 + a_0 * h0`` below ``finfo.tiny`` is floored at ``finfo.tiny``).
+:func:`log_linear_recurrence` takes ``log_h0`` directly: ``log_h0 = -inf`` is ``h0 = 0`` (finite
+gradients too).
 """
 from __future__ import annotations
 
@@ -28,6 +40,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxseq.ops._checks import as_array, as_params
 
 Array = jax.Array
 
@@ -57,11 +71,20 @@ __all__ = [
 # Validation helpers (run on shapes/dtypes, so they work before and during tracing).
 # ----------------------------------------------------------------------------------------------
 
-def _check_rank3(name: str, arr: Array) -> None:
-    if jnp.ndim(arr) != 3:
+def _check_rank3(name: str, arr: Array, *, scalar_ok: bool = False) -> None:
+    if jnp.ndim(arr) != 3 and not (scalar_ok and jnp.ndim(arr) == 0):
+        also = " or a scalar" if scalar_ok else ""
         raise ValueError(
-            f"`{name}` must have shape [batch, time, features] (rank 3), got shape {jnp.shape(arr)}"
+            f"`{name}` must have shape [batch, time, features] (rank 3){also}, got shape {jnp.shape(arr)}"
         )
+
+
+def _as_input(name: str, x: object, where: str = "linear_recurrence") -> Array:
+    """NumPy arrays, lists and Python numbers as jax arrays; a Python int is taken as a float
+    (weakly typed, so it adopts the dtype of the arrays it meets)."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        x = float(x)
+    return as_array(where, name, x)
 
 
 def _check_float(name: str, arr: Array) -> None:
@@ -96,10 +119,10 @@ def _broadcast_shape(a_name: str, a_shape, b_name: str, b_shape) -> tuple[int, .
 
 
 def _check_state(name: str, state: Array, batch: int, features: int) -> None:
-    if jnp.ndim(state) != 2:
+    if jnp.ndim(state) not in (0, 2):
         raise ValueError(
-            f"`{name}` must have shape [batch, features] = ({batch}, {features}), "
-            f"got shape {jnp.shape(state)}"
+            f"`{name}` must have shape [batch, features] = ({batch}, {features}) (or be a "
+            f"scalar), got shape {jnp.shape(state)}"
         )
     try:
         ok = tuple(jnp.broadcast_shapes(jnp.shape(state), (batch, features))) == (batch, features)
@@ -116,11 +139,12 @@ def _checked_recurrence_inputs(
     a: tuple[str, Array], b: tuple[str, Array], h0: tuple[str, Array | None]
 ) -> tuple[int, int, int]:
     """Checks the (name, array) decay, input and initial state of a recurrence; returns the
-    broadcast ``(batch, time, features)``."""
+    broadcast ``(batch, time, features)``. One of the two may be a scalar."""
     (a_name, a_arr), (b_name, b_arr), (h0_name, h0_arr) = a, b, h0
-    for check in (_check_rank3, _check_float):
-        check(a_name, a_arr)
-        check(b_name, b_arr)
+    _check_rank3(a_name, a_arr, scalar_ok=jnp.ndim(b_arr) == 3)
+    _check_rank3(b_name, b_arr, scalar_ok=jnp.ndim(a_arr) == 3)
+    _check_float(a_name, a_arr)
+    _check_float(b_name, b_arr)
     shape = _broadcast_shape(a_name, jnp.shape(a_arr), b_name, jnp.shape(b_arr))
     if shape[1] < 1:
         raise ValueError(f"`{a_name}`/`{b_name}` must have at least one time step (axis 1), got shape {shape}")
@@ -153,7 +177,7 @@ def linear_recurrence(
 
     Args:
       a: decay, ``[batch, time, features]`` or any rank-3 shape that broadcasts against ``b``
-        (e.g. ``[1, time, features]`` shared over the batch).
+        (e.g. ``[1, time, features]`` shared over the batch), or a scalar (then ``b`` is rank 3).
       b: input, ``[batch, time, features]`` (may itself broadcast against ``a``).
       h0: initial state ``[batch, features]`` (broadcastable); None means zeros. It is folded into the
         first input, ``b_0 <- b_0 + a_0 * h0``, so no extra scan element is needed.
@@ -168,7 +192,15 @@ def linear_recurrence(
     """
     if method not in RECURRENCE_METHODS:
         raise ValueError(f"`method` must be one of {RECURRENCE_METHODS}, got {method!r}")
+    a, b = _as_input("a", a), _as_input("b", b)
+    h0 = None if h0 is None else _as_input("h0", h0)
     shape = _checked_recurrence_inputs(("a", a), ("b", b), ("h0", h0))
+    with jax.named_scope("recurrence"):
+        return _linear_recurrence(a, b, h0, shape, reverse, method)
+
+
+def _linear_recurrence(a: Array, b: Array, h0: Array | None, shape: tuple[int, int, int],
+                       reverse: bool, method: str) -> Array:
     batch, time, features = shape
 
     out_dtype = jnp.result_type(a, b)
@@ -213,13 +245,23 @@ def log_linear_recurrence(
     Args:
       log_a: ``[batch, time, features]`` (rank-3, broadcastable against ``log_b``), log of the decay.
       log_b: ``[batch, time, features]``, log of the (positive) input.
-      log_h0: ``[batch, features]``, log of the (positive) initial state; None means ``h0 = 0``.
+      log_h0: ``[batch, features]``, log of the initial state; None or ``-inf`` means ``h0 = 0``
+        (gradients stay finite there).
       reverse: scan from the last step to the first (``h_t = a_t * h_{t+1} + b_t``).
 
     Returns:
       ``log h``, ``[batch, time, features]``, in the input dtype (float32 accumulation for bf16).
     """
+    where = "log_linear_recurrence"
+    log_a, log_b = _as_input("log_a", log_a, where), _as_input("log_b", log_b, where)
+    log_h0 = None if log_h0 is None else _as_input("log_h0", log_h0, where)
     shape = _checked_recurrence_inputs(("log_a", log_a), ("log_b", log_b), ("log_h0", log_h0))
+    with jax.named_scope("recurrence"):
+        return _log_linear_recurrence(log_a, log_b, log_h0, shape, reverse)
+
+
+def _log_linear_recurrence(log_a: Array, log_b: Array, log_h0: Array | None,
+                           shape: tuple[int, int, int], reverse: bool) -> Array:
     batch, time, features = shape
 
     out_dtype = jnp.result_type(log_a, log_b)
@@ -335,15 +377,19 @@ def log_g(x: Array) -> Array:
     return jnp.where(x >= 0, jnp.log(jax.nn.relu(x) + 0.5), -jax.nn.softplus(-x))
 
 
-def _validate_min_rnn(name: str, params: tuple, x: Array, h0: Array | None, mode: str,
-                      weight_names: tuple[str, ...]) -> tuple[int, int, int, int]:
+def _validate_min_rnn(where: str, cls: type, params: object, x: object, h0: object, mode: str,
+                      weight_names: tuple[str, ...]) -> tuple[tuple, Array, Array | None, int]:
+    """Checks and converts the arguments of mingru/minlstm: (params, x, h0, hidden)."""
     if mode not in MIN_RNN_MODES:
         raise ValueError(f"`mode` must be one of {MIN_RNN_MODES}, got {mode!r}")
+    params = as_params(where, params, cls)
+    x = as_array(where, "x", x)
     _check_rank3("x", x)
     _check_float("x", x)
     batch, time, in_size = jnp.shape(x)
     if time < 1:
         raise ValueError(f"`x` must have at least one time step (axis 1), got shape {jnp.shape(x)}")
+    name = cls.__name__
     w0 = getattr(params, weight_names[0])
     if jnp.ndim(w0) != 2:
         raise ValueError(
@@ -363,17 +409,34 @@ def _validate_min_rnn(name: str, params: tuple, x: Array, h0: Array | None, mode
         if jnp.shape(bias) != (hidden,):
             raise ValueError(f"`params.{bn}` must have shape ({hidden},), got {jnp.shape(bias)}")
     if h0 is not None:
+        h0 = _as_input("h0", h0, where)
         _check_state("h0", h0, batch, hidden)
         _check_float("h0", h0)
         if mode == "log":
             value = _concrete_or_none(h0)
-            if value is not None and not np.all(value > 0):
+            if value is not None and not np.all(value >= 0):
                 raise ValueError(
-                    "`h0` must be strictly positive in mode='log' (the log-space scan takes log h0; "
-                    "g() keeps every later state positive). Pass h0=None for a zero initial state, "
-                    "or use mode='parallel'/'sequential'."
+                    "`h0` must be >= 0 in mode='log' (the log-space scan needs positive states; "
+                    "g() keeps every later state positive from a non-negative start). "
+                    "Use mode='parallel'/'sequential' for a negative initial state."
                 )
-    return batch, time, in_size, hidden
+    return params, x, h0, hidden
+
+
+def _fold_h0_log(log_a: Array, log_v: Array, h0: Array) -> Array:
+    """``log_v`` with its first step replaced by ``log(v_0 + a_0 * h0)``, the state after step 0.
+
+    Computed as ``m + log(exp(log v_0 - m) + exp(log a_0 - m) * h0)`` with ``m`` the larger log:
+    both exponentials are <= 1 and ``log h0`` is never taken, so ``h0 = 0`` is exact and its
+    gradient (``a_0 / v_0``) finite. A first state below ``finfo.tiny`` (only possible for a
+    negative ``h0``, which eager calls reject) is floored at ``finfo.tiny`` instead of NaN.
+    """
+    la0, lv0 = log_a[:, 0], log_v[:, 0]
+    m = jnp.maximum(la0, lv0)
+    h0 = jnp.broadcast_to(jnp.asarray(h0, log_v.dtype), lv0.shape)
+    first = jnp.exp(lv0 - m) + jnp.exp(la0 - m) * h0
+    first = m + jnp.log(jnp.maximum(first, jnp.finfo(first.dtype).tiny))
+    return log_v.at[:, 0].set(first)
 
 
 def _project(x: Array, ws: tuple[Array, ...], bs: tuple[Array, ...]) -> list[Array]:
@@ -391,12 +454,13 @@ def _run_min_rnn(log_a: Array, log_v: Array, a: Array, v: Array, h0: Array | Non
                  mode: str, out_dtype) -> tuple[Array, Array]:
     """Shared tail of minGRU/minLSTM: solve ``h_t = a_t h_{t-1} + v_t`` in the chosen mode."""
     if mode == "log":
-        log_h0 = None if h0 is None else jnp.log(jnp.asarray(h0, log_a.dtype))
-        h = jnp.exp(log_linear_recurrence(log_a, log_v, log_h0=log_h0))
+        if h0 is not None:
+            log_v = _fold_h0_log(log_a, log_v, h0)
+        h = jnp.exp(_log_linear_recurrence(log_a, log_v, None, log_a.shape, False))
     else:
         method = "associative" if mode == "parallel" else "sequential"
-        h = linear_recurrence(a, v, h0=None if h0 is None else jnp.asarray(h0, a.dtype),
-                              method=method)
+        h = _linear_recurrence(a, v, None if h0 is None else jnp.asarray(h0, a.dtype), a.shape,
+                               False, method)
     h = h.astype(out_dtype)
     return h, h[:, -1]
 
@@ -417,17 +481,21 @@ def mingru(
     Args:
       params: :class:`MinGRUParams` with ``w_* [input, hidden]``, ``b_* [hidden]``.
       x: ``[batch, time, input]``.
-      h0: initial state ``[batch, hidden]``; None means zeros. Must be > 0 in ``mode="log"``
-        (the paper's listing applies ``log_g`` to ``h_0``; here ``h0`` *is* the state, so all modes
-        agree).
+      h0: initial state ``[batch, hidden]`` (or a scalar); None means zeros. Must be >= 0 in
+        ``mode="log"`` (see the module docstring: zero is exact, gradients finite). The paper's
+        listing applies ``log_g`` to ``h_0``; here ``h0`` *is* the state, so all modes agree.
       mode: ``"log"`` (default), ``"parallel"`` or ``"sequential"``.
 
     Returns:
       ``(outputs [batch, time, hidden], h_final [batch, hidden])`` in ``x``'s dtype (bf16 inputs
       are accumulated in float32).
     """
-    _validate_min_rnn("MinGRUParams", params, x, h0, mode, ("w_z", "w_h"))
-    x = jnp.asarray(x)
+    params, x, h0, _ = _validate_min_rnn("mingru", MinGRUParams, params, x, h0, mode, ("w_z", "w_h"))
+    with jax.named_scope("recurrence"):
+        return _mingru(params, x, h0, mode)
+
+
+def _mingru(params: MinGRUParams, x: Array, h0: Array | None, mode: str) -> tuple[Array, Array]:
     k, pre_h = _project(x, (params.w_z, params.w_h), (params.b_z, params.b_h))
     if mode == "log":
         log_coeffs = -jax.nn.softplus(k)          # log(1 - z)
@@ -454,14 +522,20 @@ def minlstm(
     Args:
       params: :class:`MinLSTMParams` with ``w_* [input, hidden]``, ``b_* [hidden]``.
       x: ``[batch, time, input]``.
-      h0: initial state ``[batch, hidden]``; None means zeros. Must be > 0 in ``mode="log"``.
+      h0: initial state ``[batch, hidden]`` (or a scalar); None means zeros. Must be >= 0 in
+        ``mode="log"`` (zero is exact there, with finite gradients).
       mode: ``"log"`` (default), ``"parallel"`` or ``"sequential"``.
 
     Returns:
       ``(outputs [batch, time, hidden], h_final [batch, hidden])`` in ``x``'s dtype.
     """
-    _validate_min_rnn("MinLSTMParams", params, x, h0, mode, ("w_f", "w_i", "w_h"))
-    x = jnp.asarray(x)
+    params, x, h0, _ = _validate_min_rnn("minlstm", MinLSTMParams, params, x, h0, mode,
+                                         ("w_f", "w_i", "w_h"))
+    with jax.named_scope("recurrence"):
+        return _minlstm(params, x, h0, mode)
+
+
+def _minlstm(params: MinLSTMParams, x: Array, h0: Array | None, mode: str) -> tuple[Array, Array]:
     k_f, k_i, pre_h = _project(x, (params.w_f, params.w_i, params.w_h),
                                (params.b_f, params.b_i, params.b_h))
     # diff = log(i / f); f' = 1 / (1 + i/f) = sigmoid(-diff), i' = sigmoid(diff). Computing the
@@ -490,7 +564,7 @@ def _np_g(x: np.ndarray) -> np.ndarray:
 
 def mingru_reference(params: MinGRUParams, x, *, h0=None) -> tuple[np.ndarray, np.ndarray]:
     """Float64 step-by-step minGRU, written straight from the paper's sequential equations."""
-    p = [np.asarray(v, np.float64) for v in params]
+    p = [np.asarray(v, np.float64) for v in as_params("mingru_reference", params, MinGRUParams)]
     w_z, b_z, w_h, b_h = p
     x = np.asarray(x, np.float64)
     batch, time, _ = x.shape
@@ -506,7 +580,7 @@ def mingru_reference(params: MinGRUParams, x, *, h0=None) -> tuple[np.ndarray, n
 
 def minlstm_reference(params: MinLSTMParams, x, *, h0=None) -> tuple[np.ndarray, np.ndarray]:
     """Float64 step-by-step minLSTM, written straight from the paper's sequential equations."""
-    p = [np.asarray(v, np.float64) for v in params]
+    p = [np.asarray(v, np.float64) for v in as_params("minlstm_reference", params, MinLSTMParams)]
     w_f, b_f, w_i, b_i, w_h, b_h = p
     x = np.asarray(x, np.float64)
     batch, time, _ = x.shape

@@ -9,6 +9,8 @@ from typing import Any, Optional
 import jax.numpy as jnp
 import numpy as np
 
+from jaxseq.ops._checks import as_array
+
 Array = Any
 
 
@@ -50,15 +52,19 @@ def apply_rope(x: Array, positions: Optional[Array] = None, *, base: float = 100
     ``[batch, time]`` integers, default ``arange(time)``. Channel pairs are the two halves of the head
     (the GPT-NeoX / LLaMA "rotate_half" layout). The dot product of a rotated query at position m and
     a rotated key at position n depends only on m - n, which is the property the tests check.
+    NumPy inputs are accepted.
     """
+    x = as_array("apply_rope", "x", x)
     if x.ndim != 4:
         raise ValueError(f"`x` must be [batch, time, heads, head_dim], got shape {tuple(x.shape)}")
     batch, time, _, head_dim = x.shape
     if head_dim % 2:
         raise ValueError(f"`x` head_dim must be even for RoPE, got {head_dim}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"`x` must be a floating-point array, got dtype {x.dtype}")
     if positions is None:
         positions = jnp.arange(time)
-    positions = jnp.asarray(positions)
+    positions = as_array("apply_rope", "positions", positions)
     if positions.shape not in ((time,), (batch, time)):
         raise ValueError(f"`positions` must be [time={time}] or [batch={batch}, time={time}],"
                          f" got shape {tuple(positions.shape)}")

@@ -38,8 +38,24 @@ Options (keyword-only):
   bias gradients and ``dx`` are then one large matmul each over all ``batch*time`` rows.
   ``"autodiff"`` lets JAX differentiate the forward scan (two matmuls per step backward and a
   per-step ``dW`` accumulation). ``"auto"`` (default) is ``"custom"``. The custom VJP supports every
-  option above, ``jit``, ``vmap`` and reverse-mode ``grad`` (including grad of grad); forward mode
-  (``jax.jvp``, ``jax.jacfwd``) is not defined for a ``custom_vjp``, so use ``"autodiff"`` there.
+  option above, ``jit``, ``vmap`` and reverse-mode ``grad`` (including grad of grad and
+  forward-over-reverse such as ``jax.hessian``); forward mode (``jax.jvp``, ``jax.jacfwd``,
+  ``jax.linearize``) is not defined for a ``custom_vjp``, so use ``"autodiff"`` there. Calling the
+  custom path under forward mode raises a ``TypeError`` that names ``backward="autodiff"``; the
+  cases that still show JAX's own message ("can't apply forward-mode autodiff (jvp) to a
+  custom_vjp function") are ``jax.jvp`` of a function that was already ``jax.jit``-ed and applying
+  the function returned by ``jax.linearize``, because JAX raises it while compiling or running the
+  linearized function, after this op has returned. With ``"autodiff"`` nothing in the
+  op is a ``custom_vjp`` (the per-sequence time reversal is then a plain gather too).
+
+Inputs may be NumPy arrays (converted with ``jnp.asarray``); ``params`` may also be a plain
+tuple/list in field order or a dict keyed by the field names (converted to the NamedTuple).
+``lengths`` outside ``[0, time]`` are a ``ValueError`` when their value is known (eager calls);
+under ``jit``/``vmap`` they cannot be checked and are clipped to ``[0, time]`` instead (a negative
+length acts as 0, a length past the end as ``time``).
+
+The whole op runs inside ``jax.named_scope("recurrence")`` (its custom backward pass too), so
+profiles and HLO op names group its time under "recurrence".
 
 Precision: the matmuls run in the input dtype; gate nonlinearities and the LSTM cell state run in
 at least float32 (so bfloat16 inputs keep a stable cell), and outputs/final states come back in the
@@ -50,6 +66,7 @@ from __future__ import annotations
 
 import math
 import operator
+from contextlib import nullcontext
 from functools import partial
 from typing import Any, Literal, NamedTuple
 
@@ -57,6 +74,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from jaxseq.ops._checks import as_array, as_params, check_forward_mode, explain_forward_mode
 
 Array = jax.Array
 Backward = Literal["auto", "custom", "autodiff"]
@@ -77,6 +96,8 @@ __all__ = [
 # hoisted [B*T, I] x [I, 4H] matmul on XLA:CPU, because the per-step slice of the hoisted
 # projection is not free there while the in-body x_t @ w_ih shares the step's loop overhead.
 _CPU_HOIST_DEFAULT = False
+
+_FORWARD_MODE_FIX = "backward='autodiff'"
 
 
 class LSTMParams(NamedTuple):
@@ -157,8 +178,9 @@ def _validate_common(
     hoist_input: Any,
     backward: Any,
 ) -> tuple[Array, Array | None, int, int]:
-    """Checks done before tracing; returns (x, lengths, dilation, hidden)."""
-    x = jnp.asarray(x)
+    """Checks done before tracing; returns (params, x, lengths, dilation, hidden)."""
+    params = as_params(kind, params, LSTMParams if kind == "lstm_scan" else GRUParams)
+    x = as_array(kind, "x", x)
     if x.ndim != 3:
         raise ValueError(
             f"{kind}: `x` must have shape [batch, time, input] (rank 3), got shape {tuple(x.shape)}"
@@ -193,7 +215,7 @@ def _validate_common(
             )
 
     if lengths is not None:
-        lengths = jnp.asarray(lengths) if not _is_tracer(lengths) else lengths
+        lengths = as_array(kind, "lengths", lengths)
         if lengths.shape != (batch,):
             raise ValueError(
                 f"{kind}: `lengths` must have shape [batch] = ({batch},), got {tuple(lengths.shape)}"
@@ -208,6 +230,10 @@ def _validate_common(
                     f"max {lv.max()}"
                 )
         lengths = lengths.astype(jnp.int32)
+        if _is_tracer(lengths):
+            # Unknown values cannot be checked: clip, so that the documented meaning holds for
+            # any value (a gather past the end in the reversal would otherwise read garbage).
+            lengths = jnp.clip(lengths, 0, time)
 
     if isinstance(dilation, bool):
         raise ValueError(f"{kind}: `dilation` must be an int >= 1, got {dilation!r}")
@@ -230,11 +256,11 @@ def _validate_common(
         raise ValueError(
             f"{kind}: `backward` must be 'auto', 'custom' or 'autodiff', got {backward!r}"
         )
-    return x, lengths, dilation, hidden
+    return params, x, lengths, dilation, hidden
 
 
 def _check_state(kind: str, name: str, s: Any, batch: int, hidden: int) -> Array:
-    s = jnp.asarray(s) if not _is_tracer(s) else s
+    s = as_array(kind, name, s)
     if tuple(s.shape) != (batch, hidden):
         raise ValueError(
             f"{kind}: `{name}` must have shape [batch, hidden] = ({batch}, {hidden}), "
@@ -265,13 +291,20 @@ def _permute_time(x: Array, idx: Array) -> Array:
     return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
+def _gather_time(x: Array, idx: Array) -> Array:
+    """:func:`_permute_time` without the custom VJP (forward-mode differentiable)."""
+    return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+# The rules call the plain gather, not _permute_time itself, so that differentiating them again
+# (grad of grad, or jax.jvp of jax.grad) never meets a custom_vjp in forward mode.
 def _permute_time_fwd(x, idx):
-    return _permute_time(x, idx), idx
+    return _gather_time(x, idx), idx
 
 
 def _permute_time_bwd(idx, g):
     # The gather's autodiff transpose is a scatter-add; for an involution it is the same gather.
-    return _permute_time(g, idx), None
+    return _gather_time(g, idx), None
 
 
 _permute_time.defvjp(_permute_time_fwd, _permute_time_bwd)
@@ -284,19 +317,21 @@ def _reverse_index(lengths: Array, time: int) -> Array:
     return jnp.where(t < lens, lens - 1 - t, t)
 
 
-def _run(core, x: Array, state0: tuple, lengths: Array | None, reverse: bool, dilation: int):
+def _run(core, x: Array, state0: tuple, lengths: Array | None, reverse: bool, dilation: int,
+         custom: bool = True):
     """Reduce reverse/dilation to ``core(x, state0, lengths) -> (outputs, final_state)``.
 
     ``core`` runs a forward recurrence with reads from one step back; ``lengths`` None means every
-    sequence is full.
+    sequence is full. ``custom`` False avoids every ``custom_vjp`` (for forward-mode autodiff).
     """
     batch, time, _ = x.shape
+    permute = _permute_time if custom else _gather_time
     if reverse:
         if lengths is None:
             x = jnp.flip(x, axis=1)
         else:
             idx = _reverse_index(lengths, time)
-            x = _permute_time(x, idx)
+            x = permute(x, idx)
 
     if dilation == 1:
         out, state = core(x, state0, lengths)
@@ -329,7 +364,7 @@ def _run(core, x: Array, state0: tuple, lengths: Array | None, reverse: bool, di
         )
 
     if reverse:
-        out = jnp.flip(out, axis=1) if lengths is None else _permute_time(out, idx)
+        out = jnp.flip(out, axis=1) if lengths is None else permute(out, idx)
     return out, state
 
 
@@ -413,6 +448,11 @@ def _lstm_custom_fwd(hoist, unroll, w_ih, w_hh, b, x, h0, c0, mask):
 
 
 def _lstm_custom_bwd(hoist, unroll, res, cts):
+    with jax.named_scope("recurrence"):
+        return _lstm_custom_bwd_body(hoist, unroll, res, cts)
+
+
+def _lstm_custom_bwd_body(hoist, unroll, res, cts):
     w_ih, w_hh, x, h0, out, acts, c_prev, mask = res
     d_out, (d_hT, d_cT) = cts
     acc = c_prev.dtype
@@ -484,12 +524,14 @@ def lstm_scan(
       params: ``LSTMParams`` (gate order i, f, g, o).
       x: ``[batch, time, input]`` floating array (float32, bfloat16, float64...).
       initial_state: ``(h0, c0)`` each ``[batch, hidden]``; zeros when None.
-      lengths: ``[batch]`` int in ``[0, time]``; see the module docstring.
+      lengths: ``[batch]`` int in ``[0, time]`` (checked when concrete, clipped under a
+        trace); see the module docstring.
       reverse: run backwards in time (within each sequence's length when ``lengths`` is given).
       dilation: read the state from ``dilation`` steps back.
       unroll: ``lax.scan`` unroll factor.
       hoist_input: one input matmul before the scan (True), per step (False), per backend (None).
       backward: ``"auto"`` | ``"custom"`` | ``"autodiff"``; see the module docstring.
+        ``jax.jvp``/``jax.jacfwd`` need ``"autodiff"``.
       return_cells: also return the cell state of every step (for a penalty on it, as ES-RNN's
         c-state penalty). Its gradient comes from differentiating the forward scan, so
         ``backward`` must be ``"auto"`` or ``"autodiff"``.
@@ -499,7 +541,7 @@ def lstm_scan(
       dtype of ``x``; with ``return_cells``, ``((outputs, cells [batch, time, hidden]), (h_final,
       c_final))`` (cells past a sequence's end are zero, like the outputs).
     """
-    x, lengths, dilation, hidden = _validate_common(
+    params, x, lengths, dilation, hidden = _validate_common(
         "lstm_scan", params, x, 4, lengths, dilation, unroll, hoist_input, backward
     )
     batch = x.shape[0]
@@ -518,13 +560,16 @@ def lstm_scan(
         h0, c0 = h0.astype(cdt), c0.astype(acc)
     if return_cells and backward == "custom":
         raise ValueError('lstm_scan: return_cells=True needs backward="auto" or "autodiff", got "custom"')
+    custom = backward in ("auto", "custom") and not return_cells
+    if custom:
+        check_forward_mode("lstm_scan", _FORWARD_MODE_FIX, params, x, initial_state)
 
-    out, state = _lstm_impl(
-        tuple(params), x, h0, c0, lengths,
-        reverse=bool(reverse), dilation=dilation, unroll=unroll,
-        hoist=_resolve_hoist(hoist_input), custom=backward in ("auto", "custom") and not return_cells,
-        cells=bool(return_cells),
-    )
+    with explain_forward_mode("lstm_scan", _FORWARD_MODE_FIX) if custom else nullcontext():
+        out, state = _lstm_impl(
+            tuple(params), x, h0, c0, lengths,
+            reverse=bool(reverse), dilation=dilation, unroll=unroll,
+            hoist=_resolve_hoist(hoist_input), custom=custom, cells=bool(return_cells),
+        )
     if return_cells:  # the scan emitted [outputs | cells] along the feature axis
         return (out[..., :hidden], out[..., hidden:]), state
     return out, state
@@ -534,6 +579,12 @@ def lstm_scan(
 # once instead of dispatching each reshape/pad/gather op by op (inside an outer jit it inlines).
 @partial(jax.jit, static_argnames=("reverse", "dilation", "unroll", "hoist", "custom", "cells"))
 def _lstm_impl(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, custom, cells=False):
+    with jax.named_scope("recurrence"):
+        return _lstm_body(params, x, h0, c0, lengths, reverse=reverse, dilation=dilation,
+                          unroll=unroll, hoist=hoist, custom=custom, cells=cells)
+
+
+def _lstm_body(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, custom, cells):
     cdt = x.dtype
     w_ih, w_hh, b = (p.astype(cdt) for p in params)
 
@@ -548,7 +599,7 @@ def _lstm_impl(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, 
             )
         return jnp.swapaxes(out, 0, 1), st
 
-    out, (hT, cT) = _run(core, x, (h0, c0), lengths, reverse, dilation)
+    out, (hT, cT) = _run(core, x, (h0, c0), lengths, reverse, dilation, custom)
     return out, (hT.astype(cdt), cT.astype(cdt))
 
 
@@ -604,6 +655,11 @@ def _gru_custom_fwd(hoist, unroll, w_ih, w_hh, b_ih, b_hh, x, h0, mask):
 
 
 def _gru_custom_bwd(hoist, unroll, res_all, cts):
+    with jax.named_scope("recurrence"):
+        return _gru_custom_bwd_body(hoist, unroll, res_all, cts)
+
+
+def _gru_custom_bwd_body(hoist, unroll, res_all, cts):
     w_ih, w_hh, x, h0, out, res, mask = res_all
     d_out, d_hT = cts
     cdt = w_hh.dtype
@@ -663,7 +719,7 @@ def gru_scan(
     Returns:
       ``(outputs [batch, time, hidden], h_final [batch, hidden])`` in the dtype of ``x``.
     """
-    x, lengths, dilation, hidden = _validate_common(
+    params, x, lengths, dilation, hidden = _validate_common(
         "gru_scan", params, x, 3, lengths, dilation, unroll, hoist_input, backward
     )
     batch = x.shape[0]
@@ -673,15 +729,25 @@ def gru_scan(
     else:
         h0 = _check_state("gru_scan", "initial_state", initial_state, batch, hidden).astype(cdt)
 
-    return _gru_impl(
-        tuple(params), x, h0, lengths,
-        reverse=bool(reverse), dilation=dilation, unroll=unroll,
-        hoist=_resolve_hoist(hoist_input), custom=backward in ("auto", "custom"),
-    )
+    custom = backward in ("auto", "custom")
+    if custom:
+        check_forward_mode("gru_scan", _FORWARD_MODE_FIX, params, x, initial_state)
+    with explain_forward_mode("gru_scan", _FORWARD_MODE_FIX) if custom else nullcontext():
+        return _gru_impl(
+            tuple(params), x, h0, lengths,
+            reverse=bool(reverse), dilation=dilation, unroll=unroll,
+            hoist=_resolve_hoist(hoist_input), custom=custom,
+        )
 
 
 @partial(jax.jit, static_argnames=("reverse", "dilation", "unroll", "hoist", "custom"))
 def _gru_impl(params, x, h0, lengths, *, reverse, dilation, unroll, hoist, custom):
+    with jax.named_scope("recurrence"):
+        return _gru_body(params, x, h0, lengths, reverse=reverse, dilation=dilation,
+                         unroll=unroll, hoist=hoist, custom=custom)
+
+
+def _gru_body(params, x, h0, lengths, *, reverse, dilation, unroll, hoist, custom):
     cdt = x.dtype
     w_ih, w_hh, b_ih, b_hh = (p.astype(cdt) for p in params)
 
@@ -696,7 +762,7 @@ def _gru_impl(params, x, h0, lengths, *, reverse, dilation, unroll, hoist, custo
             )
         return jnp.swapaxes(out, 0, 1), (hT,)
 
-    out, (hT,) = _run(core, x, (h0,), lengths, reverse, dilation)
+    out, (hT,) = _run(core, x, (h0,), lengths, reverse, dilation, custom)
     return out, hT
 
 
@@ -742,7 +808,7 @@ def lstm_reference(
     dilation: int = 1,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """LSTM as a Python loop in float64 NumPy; same semantics as :func:`lstm_scan`."""
-    w_ih, w_hh, b = (np.asarray(p, np.float64) for p in params)
+    w_ih, w_hh, b = (np.asarray(p, np.float64) for p in as_params("lstm_reference", params, LSTMParams))
     hidden = w_hh.shape[0]
     batch = np.shape(x)[0]
     if initial_state is None:
@@ -769,7 +835,8 @@ def gru_reference(
     dilation: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """GRU as a Python loop in float64 NumPy; same semantics as :func:`gru_scan`."""
-    w_ih, w_hh, b_ih, b_hh = (np.asarray(p, np.float64) for p in params)
+    w_ih, w_hh, b_ih, b_hh = (np.asarray(p, np.float64)
+                              for p in as_params("gru_reference", params, GRUParams))
     hidden = w_hh.shape[0]
     batch = np.shape(x)[0]
     h0 = np.zeros((batch, hidden)) if initial_state is None else initial_state

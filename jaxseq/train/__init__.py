@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from jaxseq import submodule_getattr
+
 _EXPORTS = {
     "TrainConfig": "jaxseq.train.config",
     "TrainState": "jaxseq.train.state",
@@ -32,7 +34,11 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
+def _export(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'jaxseq.train' has no attribute {name!r}")
+
+
+# Submodules (jaxseq.train.loop, ...) load on first access too; other names are the exports above.
+__getattr__ = submodule_getattr(__name__, __path__, fallback=_export)

@@ -6,7 +6,9 @@
     jaxseq sample --workdir runs/lstm --prompt "ROMEO:" --length 200 --temperature 0.8
 
 Rerunning `train` with the same workdir resumes from its latest checkpoint with its saved config;
-flags given again override it. A JSON config file has the flags as keys ("seq_len" or "seq-len").
+flags given again override it. `--data-path my.txt` trains on your own text: its character vocabulary is
+stored with the run (WORKDIR/vocab.json), used by `sample`, and a resume on a text whose vocabulary
+differs is refused. A JSON config file has the flags as keys ("seq_len" or "seq-len").
 Bad options are one-line errors with exit code 2; a non-finite loss stops the run with exit code 1.
 """
 from __future__ import annotations
@@ -44,12 +46,14 @@ _TRAIN_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("--coordinator", str, "HOST:PORT of process 0 (--parallel multiprocess)"),
     ("--num-processes", int, "processes in the run (--parallel multiprocess)"),
     ("--process-id", int, "this process's index (--parallel multiprocess)"),
-    ("--profile-steps", str, "trace steps a..b-1 with jax.profiler into WORKDIR/logs (e.g. 10:15)"),
+    ("--profile-steps", str, "trace steps a..b-1 with jax.profiler into WORKDIR/logs/RUN-NAME (e.g. 10:15)"),
+    ("--run-name", str, "TensorBoard run name: logs/RUN-NAME/ (default: the workdir's name; kept on resume)"),
     ("--seed", int, "seed of initialisation, data order and dropout"),
     ("--dtype", str, f"compute dtype ({', '.join(DTYPES)}); parameters stay float32"),
     ("--remat", str, f"rematerialisation policy ({', '.join(REMAT_POLICIES)})"),
     ("--peak-tflops", float, "peak TFLOP/s of one device, for MFU (default: known-device table)"),
-    ("--data-path", str, "text file (default: data/tinyshakespeare/input.txt, checksum verified)"),
+    ("--data-path", str, "UTF-8 text file for --task charlm (default: the shipped Tiny Shakespeare, checksum"
+                         " verified); your own file is used as given, its vocabulary stored in WORKDIR/vocab.json"),
 )
 
 

@@ -34,7 +34,7 @@ class TrainConfig:
     seq_len: int = 128
     grad_accum: int = 1  # micro-batches per step (scan inside the step)
     seed: int = 0
-    data_path: str | None = None
+    data_path: str | None = None  # None: the shipped Tiny Shakespeare (checksummed); else the user's text as given
     # Optimiser: AdamW, linear warm-up then cosine decay to lr * end_lr_ratio, global-norm clipping.
     lr: float = 2e-3
     warmup_steps: int | None = None  # None: 5% of steps (at most 500)
@@ -58,6 +58,7 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_checkpoints: int = 3
     profile_steps: str | None = None  # "a:b": trace steps a..b-1
+    run_name: str | None = None  # TensorBoard run (logs/<run_name>/); None: the workdir's name, then saved
     peak_tflops: float | None = None
     progress: bool = True
     # Free-form notes kept with the run. One key is read by the engine, for tests only:
@@ -77,6 +78,8 @@ class TrainConfig:
         need(self.remat in REMAT_POLICIES,
              f"--remat: expected one of {', '.join(REMAT_POLICIES)}, got {self.remat!r}")
         need(bool(self.workdir), "--workdir: required")
+        need(self.data_path is None or bool(str(self.data_path).strip()),
+             "--data-path: expected a text file's path, got an empty string")
         for name in ("d_model", "layers", "steps", "batch_size", "seq_len", "grad_accum", "num_heads"):
             need(getattr(self, name) >= 1, f"--{name.replace('_', '-')}: expected >= 1, got {getattr(self, name)}")
         for name in ("eval_every", "ckpt_every", "log_every", "eval_batches"):
@@ -90,6 +93,10 @@ class TrainConfig:
                  f"--d-model: {self.d_model} is not divisible by --num-heads {self.num_heads}")
         if self.profile_steps is not None:
             parse_profile_steps(self.profile_steps)
+        if self.run_name is not None:
+            from jaxseq.train.metrics import check_run_name
+
+            check_run_name(self.run_name)
         if self.parallel == "multiprocess":
             need(self.coordinator is not None and self.num_processes >= 1,
                  "--parallel multiprocess: needs --coordinator HOST:PORT and --num-processes")

@@ -202,3 +202,49 @@ def test_errors_name_the_argument():
         m(_x(), initial_state=(jnp.zeros((1, B, H)), jnp.zeros((1, B, H))))
     with pytest.raises(ValueError, match="initial_state"):
         m(_x(), initial_state=jnp.zeros((2, B, H)))
+    with pytest.raises(ValueError, match="backward must be one of"):
+        LSTM(I, H, backward="reverse", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        MinGRU(I, H, mode="fast", rngs=nnx.Rngs(0))
+
+
+# ---- backward= : forward-mode differentiation through a layer ------------------------------------
+
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_backward_autodiff_allows_forward_mode(cls):
+    # Tiny on purpose: jacfwd/jacrev over every input and parameter entry.
+    b, t, i, h = 1, 3, 2, 2
+    kw = dict(num_layers=2, bidirectional=True, rngs=nnx.Rngs(3))
+    fwd = cls(i, h, backward="autodiff", **kw)
+    rev = cls(i, h, backward="custom", **kw)  # same seed: same weights, hand-written VJP
+    x = _x(11, (b, t, i))
+    lengths = jnp.array([2])
+    graphdef, params, rest = nnx.split(fwd, nnx.Param, ...)  # RNG state stays out of the Jacobian
+    graphdef_rev, _, rest_rev = nnx.split(rev, nnx.Param, ...)
+
+    def f(gd):
+        r = rest if gd is graphdef else rest_rev
+        return lambda p, x: nnx.merge(gd, p, r)(x, lengths=lengths)[0]
+
+    # Forward mode (autodiff) against reverse mode through the custom VJP: two different derivations.
+    jf = jax.jacfwd(f(graphdef), argnums=(0, 1))(params, x)
+    jr = jax.jacrev(f(graphdef_rev), argnums=(0, 1))(params, x)
+    for a, r in zip(jax.tree.leaves(jf), jax.tree.leaves(jr)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(r), rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(jf[1]).sum()) > 0
+    # jax.jvp against a central finite difference (float64-free: a small step, loose tolerance).
+    v = _x(12, x.shape)
+    _, tangent = jax.jvp(lambda x: f(graphdef)(params, x), (x,), (v,))
+    eps = 1e-3
+    fd = (f(graphdef)(params, x + eps * v) - f(graphdef)(params, x - eps * v)) / (2 * eps)
+    np.testing.assert_allclose(np.asarray(tangent), np.asarray(fd), rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_default_backward_has_no_forward_mode(cls):
+    # Why the option exists: the default custom VJP cannot be differentiated in forward mode.
+    m = cls(I, H, rngs=nnx.Rngs(0))
+    assert m.backward == "auto"
+    x = _x(13)
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(lambda x: m(x)[0], (x,), (x,))

@@ -168,3 +168,21 @@ def test_errors_name_the_argument():
     dec = TransformerDecoder(D, NH, 1, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="memory"):
         dec(_x())
+
+
+def test_out_of_range_lengths_name_the_argument_and_clip_under_jit():
+    enc = TransformerEncoder(D, NH, 1, rngs=nnx.Rngs(0))
+    x = _x(14)
+    for bad in ([7, 2], [-1, 2]):
+        with pytest.raises(ValueError, match=r"TransformerEncoder: lengths must lie in \[0, time=6\]") as err:
+            enc(x, lengths=jnp.array(bad))
+        assert "kv_lengths" not in str(err.value)
+    dec = TransformerDecoder(D, NH, 1, rngs=nnx.Rngs(0))
+    mem = _x(15, (B, S, D))
+    with pytest.raises(ValueError, match=r"TransformerDecoder: memory_lengths must lie in \[0, time=5\]"):
+        dec(x, mem, memory_lengths=jnp.array([6, 2]))
+    with pytest.raises(ValueError, match=r"TransformerDecoder: lengths must lie in \[0, time=6\]"):
+        dec(x, mem, lengths=jnp.array([6, 9]))
+    # under jit the values are unknown: documented clipping to [0, time]
+    traced = nnx.jit(lambda m, x, lens: m(x, lengths=lens))(enc, x, jnp.array([9, -3]))
+    np.testing.assert_allclose(traced, enc(x, lengths=jnp.array([6, 0])), rtol=1e-5, atol=1e-6)

@@ -328,8 +328,11 @@ def test_bad_inputs(backend):
         _run(backend, q, k[..., None], v)
     with pytest.raises(ValueError, match="head_dim"):
         _run(backend, q, k[..., :3], v)
-    with pytest.raises(ValueError, match="heads"):
-        _run(backend, q, k[:, :, :1], v[:, :, :1])
+    _, k3, v3 = _qkv(h=3)                       # 2 query heads over 3 k/v heads: not a grouping
+    with pytest.raises(ValueError, match="multiple of the number of key/value heads"):
+        _run(backend, q, k3, v3)
+    with pytest.raises(ValueError, match="k and v must have the same number of heads"):
+        _run(backend, q, k, v[:, :, :1])
     with pytest.raises(ValueError, match="batch"):
         _run(backend, q, k[:1], v[:1])
     with pytest.raises(ValueError, match="time"):

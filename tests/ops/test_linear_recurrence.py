@@ -290,12 +290,13 @@ def test_errors_min_rnn(variant):
         fn(params, x, h0=np.ones((B, H + 1), np.float32))
     with pytest.raises(ValueError, match=r"`mode` must be one of \('log', 'parallel', 'sequential'\)"):
         fn(params, x, mode="fast")
-    with pytest.raises(ValueError, match=r"`h0` must be strictly positive in mode='log'"):
-        fn(params, x, h0=np.zeros((B, H), np.float32))
-    # zero h0 is fine in the linear-space modes, and equals h0=None
-    out0, _ = fn(params, x, h0=np.zeros((B, H), np.float32), mode="parallel")
-    out_none, _ = fn(params, x, mode="parallel")
-    np.testing.assert_allclose(np.asarray(out0), np.asarray(out_none))
+    with pytest.raises(ValueError, match=r"`h0` must be >= 0 in mode='log'"):
+        fn(params, x, h0=np.full((B, H), -0.1, np.float32))
+    # zero h0 is fine in every mode (log mode folds it in without log h0), and equals h0=None
+    for mode in ("parallel", "log"):
+        out0, _ = fn(params, x, h0=np.zeros((B, H), np.float32), mode=mode)
+        out_none, _ = fn(params, x, mode=mode)
+        np.testing.assert_allclose(np.asarray(out0), np.asarray(out_none), rtol=1e-6, atol=1e-7)
 
 
 def test_param_types():

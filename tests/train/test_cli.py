@@ -166,3 +166,59 @@ def test_bad_input_is_one_line_exit_2(args, needle, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
+
+
+# ---- --data-path: a user's own text --------------------------------------------------------------
+
+def _user_text(alphabet: str, n: int = 2000, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    return "".join(rng.choice(list(alphabet), size=n))
+
+
+def test_train_on_own_text_then_sample_and_refuse_other_vocabulary(tmp_path, capsys):
+    from jaxseq.cli import main
+
+    own = tmp_path / "my.txt"
+    own.write_text(_user_text("abcd efg\n"), encoding="utf-8")  # 2000 chars: eval split 200 >= 8*16+1
+    wd = tmp_path / "run"
+    args = ["train", "--workdir", str(wd), "--data-path", str(own), *TINY, "--steps", "2",
+            "--ckpt-every", "2", "--eval-every", "2", "--log-every", "1"]
+    assert main(args) == 0, capsys.readouterr().err[-2000:]
+    assert "step 2/2" in capsys.readouterr().out
+    stored = json.loads((wd / "vocab.json").read_text())
+    assert stored["chars"] == "\n abcdefg" and stored["source"] == str(own)
+
+    # sample uses the run's vocabulary: its characters and nothing else.
+    assert main(["sample", "--workdir", str(wd), "--prompt", "abc", "--length", "30"]) == 0
+    text = capsys.readouterr().out.rstrip("\n")
+    assert text.startswith("abc") and set(text) <= set("\n abcdefg")
+    assert main(["sample", "--workdir", str(wd), "--prompt", "ROMEO"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not in the run's vocabulary" in err
+
+    # A resume on a text with another vocabulary: one line, exit 2, the run left as it was.
+    other = tmp_path / "other.txt"
+    other.write_text(_user_text("abcdxyz\n", seed=1), encoding="utf-8")
+    config_before = (wd / "config.json").read_text()
+    assert main(["train", "--workdir", str(wd), "--data-path", str(other), "--steps", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--data-path" in err and "vocabulary" in err, err
+    assert "differs from the one stored with this run" in err
+    assert (wd / "config.json").read_text() == config_before
+    assert _committed(wd / "checkpoints") == [2]
+
+
+@pytest.mark.parametrize("content, needle", [(None, "no such text file"), ("", "is empty"),
+                                             ("abc\n" * 3, "too short for --seq-len"),
+                                             ("abc\n" * 100, "shorter than one evaluation batch")])
+def test_own_text_bad_input_is_one_line_exit_2(tmp_path, capsys, content, needle):
+    from jaxseq.cli import main
+
+    path = tmp_path / "my.txt"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    assert main(["train", "--workdir", str(tmp_path / "run"), "--data-path", str(path), *TINY,
+                 "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("jaxseq train: error: --data-path")
+    assert needle in err, err
