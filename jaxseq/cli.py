@@ -21,6 +21,7 @@ def _commands() -> tuple[tuple[str, str], ...]:
         ("bench", "jaxseq.bench.ops_bench"),
         ("train", "jaxseq.train.cli"),
         ("sample", "jaxseq.train.cli"),
+        ("trace", "jaxseq.bench.traces"),
         *((cmd, spec.module) for spec in STUDIES for cmd in spec.commands),
     )
 

@@ -28,6 +28,7 @@ import numpy as np
 from flax import nnx
 
 from jaxseq import nn as jnn
+from jaxseq.nn.signature import init_signature
 
 RNN_KINDS = {"lstm": jnn.LSTM, "gru": jnn.GRU, "mingru": jnn.MinGRU, "minlstm": jnn.MinLSTM}
 POSITIONALS = ("sinusoidal", "rope")
@@ -42,6 +43,7 @@ MODEL_SPECS: dict[str, tuple[str, str | None]] = {
 }
 
 
+@init_signature
 class SequenceModel(nnx.Module):
     def __init__(
         self,
@@ -122,7 +124,8 @@ class SequenceModel(nnx.Module):
         elif inputs.ndim != 3 or inputs.shape[-1] != self.input_dim:
             raise ValueError(f"SequenceModel: float inputs must be [batch, time, {self.input_dim}], got shape "
                              f"{tuple(inputs.shape)}")
-        x = self.embed(inputs)
+        with jax.named_scope("embedding"):  # a name in the profiler's op metadata
+            x = self.embed(inputs)
         if self.kind in RNN_KINDS:
             x, _ = self.body(x)
         else:

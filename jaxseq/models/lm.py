@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from jaxseq import nn as jnn
+from jaxseq.nn.signature import init_signature
 
 RNN_KINDS = {"lstm": jnn.LSTM, "gru": jnn.GRU, "mingru": jnn.MinGRU, "minlstm": jnn.MinLSTM}
 KINDS = (*RNN_KINDS, "transformer")
@@ -43,6 +44,7 @@ def transformer_layer_flops(d_model: int, seq_len: int, *, mlp_ratio: int = 4, c
     return 8.0 * d_model**2 + 4.0 * mlp_ratio * d_model**2 + attention
 
 
+@init_signature
 class LanguageModel(nnx.Module):
     def __init__(
         self,
@@ -98,7 +100,8 @@ class LanguageModel(nnx.Module):
             raise ValueError(
                 f"LanguageModel: tokens must be int [batch, time], got shape {tuple(tokens.shape)} dtype {tokens.dtype}"
             )
-        x = self.embed(tokens)
+        with jax.named_scope("embedding"):  # a name in the profiler's op metadata
+            x = self.embed(tokens)
         state = None
         if self.is_recurrent:
             x, state = self.body(self.dropout(x), initial_state=initial_state)

@@ -2,8 +2,9 @@
 
 Step numbers are 1-based: "step k" is the k-th update, checkpoint k holds the state after k updates,
 and the batch of step k is `data.train_batch(seed=seed, step=k - 1, ...)`, so a resumed run continues
-the exact data stream. Layout of a workdir: `config.json`, `checkpoints/<k>/`, `logs/` (TensorBoard
-events, metrics.jsonl, profiler traces under logs/plugins/profile/).
+the exact data stream. Layout of a workdir: `config.json`, `checkpoints/<k>/`, `logs/metrics.jsonl`,
+and `logs/<run_name>/` (TensorBoard events, and the profiler trace of `--profile-steps` under
+`logs/<run_name>/plugins/profile/`; run_name defaults to the workdir's name and is saved in config.json).
 
 Programmatic interface (what `jaxseq train` and the studies call):
 
@@ -26,7 +27,8 @@ Programmatic interface (what `jaxseq train` and the studies call):
   A finished run can also be reloaded later with `load_model(workdir, model_fn=...)`.
 * Optional hooks: `should_stop(step) -> bool`, asked after each dispatched step (True: evaluate,
   checkpoint and return early, e.g. at a time budget; it must answer the same on every process), and
-  `on_eval(step, eval_loss)`, called after each evaluation.
+  `on_eval(step, eval_loss)`, called after each evaluation; `on_eval_model(step, eval_loss, model)` also
+  gets the model at that step (dropout off), e.g. to decode a validation set.
 """
 from __future__ import annotations
 
@@ -90,9 +92,32 @@ def default_model_fn(config: TrainConfig, vocab_size: int, rngs: nnx.Rngs) -> nn
 
 
 def load_data(config: TrainConfig) -> charlm.CharLMData:
+    """Tiny Shakespeare (the shipped file, checksum verified) or the user's `--data-path` text as given."""
     if config.task == "custom":
         raise ValueError("task 'custom': pass the data object to train(config, data=...)")
-    return charlm.load_tinyshakespeare(config.data_path)
+    user_file = config.data_path is not None and not charlm.is_shipped(config.data_path)
+    try:
+        data = charlm.load_charlm(config.data_path)
+    except (FileNotFoundError, ValueError) as e:
+        if user_file:
+            raise type(e)(f"--data-path: {e}") from None
+        raise
+    # A short text fails here, before compiling, rather than at the first batch or evaluation.
+    if len(data.train) < config.seq_len + 2:
+        raise ValueError(
+            f"--data-path: the training split of {data.source} ({len(data.train)} characters, the first"
+            f" {charlm.TRAIN_FRACTION:.0%}) is too short for --seq-len {config.seq_len} (needs"
+            f" {config.seq_len + 2}); use a longer text or a smaller --seq-len"
+        )
+    need = config.batch_size * config.seq_len + 1
+    if config.eval_every and len(data.valid) < need:
+        raise ValueError(
+            f"--data-path: the validation split of {data.source} ({len(data.valid)} characters, the"
+            f" last {1 - charlm.TRAIN_FRACTION:.0%}) is shorter than one evaluation batch of --batch-size"
+            f" {config.batch_size} x --seq-len {config.seq_len} (needs {need}); use a longer text,"
+            " smaller sizes or --eval-every 0"
+        )
+    return data
 
 
 def compute_dtype(config: TrainConfig) -> Any:
@@ -164,6 +189,16 @@ def _peak_total(config: TrainConfig, par: Parallel) -> float | None:
     return None if peak is None else peak * par.num_shards
 
 
+def _saved_run_name(workdir: Path) -> str | None:
+    """The run name in the workdir's config.json (a run started earlier), if any."""
+    import json
+
+    try:
+        return json.loads((workdir / "config.json").read_text()).get("run_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _log(msg: str) -> None:
     if jax.process_index() == 0:
         print(f"[jaxseq train] {msg}", file=sys.stderr, flush=True)
@@ -177,6 +212,7 @@ def train(
     loss_fn: LossFn | None = None,
     should_stop: Callable[[int], bool] | None = None,
     on_eval: Callable[[int, float], None] | None = None,
+    on_eval_model: Callable[[int, float, nnx.Module], None] | None = None,
 ) -> RunResult:
     """Train (or resume) the run in `config.workdir`; see the module docstring."""
     config.validate()
@@ -185,10 +221,19 @@ def train(
     lead = jax.process_index() == 0
     workdir = Path(config.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    if config.run_name is None:
+        # Saved with the config, so a resumed run (even from a renamed workdir) keeps its name.
+        config = dataclasses.replace(config, run_name=_saved_run_name(workdir) or workdir.name)
+    data = data if data is not None else load_data(config)
+    # The run's vocabulary is stored with it (vocab.json); checked before config.json is rewritten,
+    # so a refused resume leaves the run as it was.
+    vocab_note = (charlm.check_run_vocab(workdir, data, write=lead)
+                  if isinstance(getattr(data, "vocab", None), charlm.CharVocab) else None)
     if lead:
         config.save(workdir / "config.json")
+    if vocab_note:
+        _log(vocab_note)
 
-    data = data if data is not None else load_data(config)
     model, model_def, state, (tx, schedule) = build(config, data.vocab_size, model_fn)
     par = make_parallel(config.parallel, *make_steps(config, model_def, tx, schedule, loss_fn))
     _check_shards(config, par)
@@ -211,8 +256,10 @@ def train(
     peak_total = _peak_total(config, par)
     del model  # the split (model_def, params) is what trains
 
-    writer = metrics_lib.MetricsWriter(workdir / "logs", enabled=lead)
-    profiler = StepProfiler(workdir / "logs", parse_profile_steps(config.profile_steps) if config.profile_steps else None)
+    # Scalars and the profile in logs/<run_name>/: TensorBoard lists both under the run's name.
+    writer = metrics_lib.MetricsWriter(workdir / "logs", run_name=config.run_name, enabled=lead)
+    profiler = StepProfiler(writer.events_dir,
+                            parse_profile_steps(config.profile_steps) if config.profile_steps else None)
     bar = None
     if config.progress and lead:
         from tqdm import tqdm
@@ -267,25 +314,29 @@ def train(
     pending: tuple[int, dict] | None = None
     try:
         for k in range(start + 1, config.steps + 1):
-            batch = par.place_batch(
-                data.train_batch(seed=config.seed, step=k - 1, batch_size=config.batch_size, seq_len=config.seq_len)
-            )
-            if profiler.window and not profiler.active and profiler.window[0] <= k < profiler.window[1]:
+            if profiler.starts_at(k):
                 if pending is not None:
                     finish(*pending)
                     pending = None
                 profiler.before_step(k, state)
-                clock["t"] = None
+                clock["t"] = time.perf_counter()  # the device is idle: step k's time starts now
+            traced = profiler.active
+            # While tracing, the step annotation spans the whole step: the batch, the dispatch, the
+            # device work (waited for) and the metrics fetch, so XProf's step time is the logged one.
             with profiler.annotate(k):
+                batch = par.place_batch(data.train_batch(
+                    seed=config.seed, step=k - 1, batch_size=config.batch_size, seq_len=config.seq_len))
                 state, dev_metrics = par.train_step(state, batch)
-            # Fetch the previous step's metrics only now, so one step is always queued behind the host
-            # (and at most two are in flight: CPU collectives time out when many are queued).
-            if pending is not None:
-                finish(*pending)
-            pending = (k, dev_metrics)
-            if profiler.active and k + 1 >= profiler.window[1]:
-                finish(*pending)
-                pending = None
+                if traced:
+                    profiler.wait((state, dev_metrics))
+                    finish(k, dev_metrics)
+            if not traced:
+                # Fetch the previous step's metrics only now, so one step is always queued behind the
+                # host (and at most two are in flight: CPU collectives time out when many are queued).
+                if pending is not None:
+                    finish(*pending)
+                pending = (k, dev_metrics)
+            if profiler.is_last(k):
                 profiler.stop(state)
                 clock["t"] = None
 
@@ -297,7 +348,8 @@ def train(
                 finish(*pending)  # a state is evaluated/saved only after its step checked out finite
                 pending = None
             if do_eval:
-                eval_loss = evaluate(par, state, data, config)
+                with profiler.annotate_eval():  # inside a traced window: labelled, not a train step
+                    eval_loss = evaluate(par, state, data, config)
                 result.evals[k] = eval_loss
                 ev = {"eval/loss": eval_loss}
                 if loss_fn is None:
@@ -305,6 +357,9 @@ def train(
                 writer.write(k, ev)
                 if on_eval is not None:
                     on_eval(k, eval_loss)
+                if on_eval_model is not None:
+                    params = jax.tree.map(jnp.asarray, to_host(par.host_state(state).params))
+                    on_eval_model(k, eval_loss, model_def.merge(params, train=False))
                 clock["t"] = None
             if do_ckpt:
                 ckpt.save(k, par.host_state(state), {**meta, "step": k})
@@ -373,6 +428,8 @@ def load_model(
             raise ValueError(f"--step: no checkpoint {step} in {workdir / 'checkpoints'} (have {sorted(steps)})")
         meta = ckpt.manager.restore(step, args=ocp_json_only())["meta"]
         vocab = meta.get("vocab")
+        if vocab is None and (workdir / charlm.VOCAB_FILE).is_file():
+            vocab = charlm.load_vocab(workdir).chars
         vocab_size = meta.get("vocab_size") or len(vocab)
         model, _, template, _ = build(config, vocab_size, model_fn)
         state, _ = ckpt.restore(step, template, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))

@@ -50,19 +50,30 @@ def perf_scalars(
     return out
 
 
-class MetricsWriter:
-    """TensorBoard event files + `metrics.jsonl` in `logdir`; a no-op on non-zero processes."""
+def check_run_name(name: str) -> str:
+    """A TensorBoard run name is one folder name under logs/: not empty, no '/', not '.' or '..'."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"--run-name: expected one folder name (no '/', not '.' or '..'), got {name!r}")
+    return name
 
-    def __init__(self, logdir: str | Path, *, enabled: bool = True) -> None:
+
+class MetricsWriter:
+    """TensorBoard event files in `logdir/run_name/` (`logdir` itself when run_name is None) and
+    `metrics.jsonl` in `logdir`; a no-op on non-zero processes.
+
+    Events in a named subfolder make TensorBoard list the run under that name instead of "."."""
+
+    def __init__(self, logdir: str | Path, *, run_name: str | None = None, enabled: bool = True) -> None:
         self.logdir = Path(logdir)
+        self.events_dir = self.logdir / check_run_name(run_name) if run_name is not None else self.logdir
         self.enabled = enabled
         self._tb = None
         self._jsonl = None
         if enabled:
             from tensorboard.summary import Writer  # imported lazily: only the writing process needs it
 
-            self.logdir.mkdir(parents=True, exist_ok=True)
-            self._tb = Writer(str(self.logdir))
+            self.events_dir.mkdir(parents=True, exist_ok=True)
+            self._tb = Writer(str(self.events_dir))
             self._jsonl = open(self.logdir / "metrics.jsonl", "a", buffering=1)
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:

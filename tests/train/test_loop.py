@@ -115,7 +115,9 @@ def test_tensorboard_scalars_and_profile_trace(tmp_path, data):
     cfg = tiny_config(tmp_path / "run", steps=6, eval_every=3, log_every=2, profile_steps="3:5", peak_tflops=1.0)
     train(cfg, model_fn=tiny_model_fn, data=data)
     logdir = tmp_path / "run" / "logs"
-    acc = EventAccumulator(str(logdir))
+    # Events of the run in logs/<run name> (the workdir's name by default), so TensorBoard names the run.
+    assert not list(logdir.glob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(logdir / "run"))
     acc.Reload()
     # tensorboard.summary.Writer writes v2 summaries: tensors tagged with the "scalars" plugin (what the
     # TensorBoard UI plots as scalars).
@@ -127,10 +129,27 @@ def test_tensorboard_scalars_and_profile_trace(tmp_path, data):
     assert [e.step for e in acc.Tensors("eval/loss")] == [3, 6]
     values = [float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors("train/loss")]
     assert len(values) == 3 and all(np.isfinite(values))
-    # jax.profiler trace of steps 3..4 (step 1 = compilation excluded).
-    assert trace_files(logdir), list(logdir.rglob("*"))
+    # jax.profiler trace of steps 3..4 (step 1 = compilation excluded), under the same run name.
+    [xplane] = trace_files(logdir)
+    assert xplane.relative_to(logdir).parts[:3] == ("run", "plugins", "profile")
     cfg_saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert cfg_saved["profile_steps"] == "3:5"
+    assert cfg_saved["profile_steps"] == "3:5" and cfg_saved["run_name"] == "run"
+
+
+def test_run_name_is_kept_on_resume(tmp_path, data):
+    train(tiny_config(tmp_path / "first", steps=2, ckpt_every=2), model_fn=tiny_model_fn, data=data)
+    (tmp_path / "first").rename(tmp_path / "moved")
+    res = train(tiny_config(tmp_path / "moved", steps=4, ckpt_every=2), model_fn=tiny_model_fn, data=data)
+    assert res.resumed_from == 2
+    logs = tmp_path / "moved" / "logs"
+    assert sorted(p.name for p in logs.iterdir() if p.is_dir()) == ["first"]
+    assert len(list((logs / "first").glob("events.out.tfevents.*"))) == 2  # one file per process start
+    # An explicit name; a path is not a name.
+    train(tiny_config(tmp_path / "named", steps=1, run_name="lstm-a"), model_fn=tiny_model_fn, data=data)
+    assert list((tmp_path / "named" / "logs" / "lstm-a").glob("events.out.tfevents.*"))
+    for bad in ("a/b", ".", ""):
+        with pytest.raises(ValueError, match="--run-name"):
+            tiny_config(tmp_path / "x", run_name=bad)
 
 
 def test_parallel_modes_through_the_loop_and_hooks(tmp_path, data):

@@ -121,3 +121,26 @@ def test_dropout_key_depends_on_step_only(data):
     a, b, c, ev = np.asarray(losses(state.params, jax.random.PRNGKey(0)))
     assert a == b and a != c  # reproducible from (rng, step), different across steps
     assert ev not in (a, c)  # the eval graph has dropout off
+
+
+def _op_names(fn, *args) -> set[str]:
+    """The op_name paths XLA keeps in the ops' metadata (what a profiler trace maps its ops to)."""
+    import re
+
+    text = jax.jit(fn).lower(*args).as_text(debug_info=True)
+    return set(re.findall(r'loc\("([^"]*)"', text))
+
+
+def test_steps_name_their_parts_for_the_profiler(data):
+    from jaxseq.bench.traces import part_of
+
+    _, state, train_fn, eval_fn = _setup()
+    batch = {k: jnp.asarray(v) for k, v in _batch(data, 0).items()}
+    parts = {part_of(n) for n in _op_names(train_fn, state, batch)}
+    assert {"loss", "optimizer_update"} <= parts and "eval" not in parts, parts
+    # The backward pass of the cross-entropy counts as "loss" too.
+    assert any("transpose(jvp(loss))" in n for n in _op_names(train_fn, state, batch))
+    # Every op of an evaluation step is "eval" (the outermost scope), loss included.
+    eval_names = [n for n in _op_names(eval_fn, state.params, batch) if n.startswith("jit(")]
+    assert any("/loss/" in n for n in eval_names)
+    assert {part_of(n) for n in eval_names if "/" in n} == {"eval"}, eval_names
