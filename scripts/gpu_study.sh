@@ -2,7 +2,7 @@
 # The one prepared script for a GPU session (one H100 or H200): software check, the `gpu` scaling
 # preset with profiler traces, the report, and a short table printed last.
 #
-#   bash scripts/gpu_study.sh                      # OUT=profiles/<gpu, e.g. h100>, PRESET=gpu
+#   bash scripts/gpu_study.sh                      # OUT=profiles/<gpu, e.g. h200>, PRESET=gpu
 #   OUT=/tmp/s PRESET=smoke bash scripts/gpu_study.sh   # the same end to end on a CPU, ~1 min
 #
 # Through the device tool (the whole call must end inside its 600 s limit):
@@ -18,7 +18,11 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-# Default folder named after the card ("NVIDIA H100 80GB HBM3" -> profiles/h100).
+# Default folder named after the card ("NVIDIA H200" -> profiles/h200), beside the committed GPU
+# results. Every record carries the machine's fingerprint (jaxseq.bench.sweep.machine_fingerprint): a
+# run on this machine resumes only its own points in that folder (the committed records, written
+# before fingerprints, are measured again, not skipped), and the report covers the newest machine's
+# records with the committed ones beside them as the reference.
 gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | awk '{print tolower($2)}')
 OUT=${OUT:-profiles/${gpu_name:-gpu}}
 PRESET=${PRESET:-gpu}

@@ -1,6 +1,6 @@
 """`jaxseq bench ops`: jaxseq's LSTM and attention training steps against torch, in one process.
 
-    jaxseq bench ops [--quick] [--out profiles/cpu-2core/bench_ops.jsonl]
+    jaxseq bench ops [--quick] [--out [FILE]]   # --out alone: profiles/<machine>/bench_ops.jsonl
 
 Cases (float32, forward + backward wrt parameters and inputs of a mean loss):
 - LSTM, batch 32, input = hidden = 256, T in {256, 1024}: jaxseq `lstm_scan` and flax
@@ -8,17 +8,22 @@ Cases (float32, forward + backward wrt parameters and inputs of a mean loss):
 - causal attention, batch 8, d_model 256, 4 heads, T in {1024, 2048, 4096}: every jaxseq backend
   against torch `scaled_dot_product_attention`.
 Each case times its torch anchor first, in the same process and minutes as the JAX runs, so the ratio
-is comparable even when the machine's load moves (the load is printed beside every row).
+is comparable even when the machine's load moves (the load is printed beside every row). Every
+record written with `--out` carries the machine's fingerprint (`jaxseq.bench.sweep.machine_fingerprint`);
+`--out` without a file appends to this machine's own `profiles/<machine_slug>/bench_ops.jsonl`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TARGETS", "run_ops_bench", "add_parser"]
+__all__ = ["TARGETS", "DEFAULT_OUT", "resolve_out", "run_ops_bench", "add_parser"]
+
+# `--out` given without a file: this machine's folder (resolved when the command runs).
+DEFAULT_OUT = "@machine"
+BENCH_OPS = "bench_ops.jsonl"
 
 # (case, T, impl, minimum tokens/s ratio vs the anchor): the project's goals for these ops.
 TARGETS = (("lstm", 1024, "lstm", 1.2), ("attention", 2048, "attn-blockwise", 1.0))
@@ -50,15 +55,22 @@ def _cases(args: argparse.Namespace) -> list[tuple[str, int, list[dict[str, Any]
     return cases
 
 
+def resolve_out(out: str | None) -> Path | None:
+    """The JSONL file `--out` names: None (no file), `DEFAULT_OUT` -> profiles/<machine>/bench_ops.jsonl."""
+    from jaxseq.bench.sweep import machine_folder
+
+    if not out:
+        return None
+    return machine_folder() / BENCH_OPS if out == DEFAULT_OUT else Path(out)
+
+
 def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Time every case; return one row per (case, T, impl) with the ratio to that case's anchor."""
-    from jaxseq.bench.sweep import classify_exception, environment_info
+    from jaxseq.bench.sweep import append_jsonl, classify_exception, environment_info
     from jaxseq.bench.workloads import build_workload, measure_workload
 
     rows = []
-    out = Path(args.out) if args.out else None
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
+    out = resolve_out(args.out)
     for case, T, points in _cases(args):
         anchor_tps = None
         for i, point in enumerate(points):
@@ -90,8 +102,7 @@ def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 record = {"bench": "ops", "case": case, "anchor": points[0]["model"],
                           "ratio_vs_anchor": row["ratio"], "status": row["status"],
                           "point": point, "result": res, **environment_info()}
-                with out.open("a") as f:
-                    f.write(json.dumps(record, default=str) + "\n")
+                append_jsonl(out, record)
             if args.verbose:
                 print(f"  {case} T={T} {point['model']}: {row['status']} "
                       f"{row['ms'] and round(row['ms'], 2)} ms", flush=True)
@@ -114,19 +125,23 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from jaxseq.bench.sweep import machine_fingerprint, machine_id, machine_slug
     from jaxseq.bench.timing import format_table, machine_load
     import jax
 
     if args.target != "ops":  # pragma: no cover - argparse choices guard this
         raise ValueError(f"unknown bench target {args.target!r}")
+    fp = machine_fingerprint()
     print(f"jaxseq bench ops on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
-          f"{os.cpu_count()} CPUs, load {machine_load()}", flush=True)
+          f"{os.cpu_count()} CPUs, load {machine_load()}; machine {machine_slug(fp)} "
+          f"(id {machine_id(fp)})", flush=True)
     rows = run_ops_bench(args)
     print(format_table(rows, _COLUMNS))
     for line in target_lines(rows):
         print(line)
-    if args.out:
-        print(f"records appended to {args.out}")
+    out = resolve_out(args.out)
+    if out:
+        print(f"records appended to {out}")
     return 0
 
 
@@ -137,7 +152,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("target", choices=("ops",), help="what to benchmark")
     p.add_argument("--quick", action="store_true", help="shorter sequences (LSTM 128/256, "
                    "attention 256/512)")
-    p.add_argument("--out", help="append one JSON line per measurement to this file")
+    p.add_argument("--out", nargs="?", const=DEFAULT_OUT, metavar="FILE",
+                   help="append one JSON line per measurement to FILE; --out alone: this machine's "
+                        "profiles/<machine>/bench_ops.jsonl")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--lstm-lengths", type=int, nargs="+", help="override the LSTM lengths")

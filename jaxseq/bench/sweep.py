@@ -4,7 +4,17 @@ Each point is a dict of parameters; its key is the canonical JSON of that dict. 
 a JSONL file (flushed and fsynced, so a killed sweep loses at most the point it was running) as
 
     {"key", "status": "ok"|"oom"|"timeout"|"error", "message", "point": {...}, "result": {...},
-     "elapsed_s", "timestamp", "load", "versions": {...}, "device": {...}}
+     "elapsed_s", "timestamp", "load", "versions": {...}, "device": {...},
+     "fingerprint": {...}, "machine_id"}
+
+Results belong to a machine. `machine_fingerprint()` describes the kind of machine a process measures
+on (backend, device kind and count, CPU model and cores, jax/jaxlib and the backend's platform
+version; never the hostname: two CI runners of one kind are one machine), `machine_id` hashes it and
+`machine_slug` names a folder after it (`profiles/<slug>/`). Every record carries both, and the
+resume compares (machine id, key): a file holding another machine's points does not make this
+machine skip them. Records written before fingerprints existed get one derived from their `device`
+and `versions` fields (`record_fingerprint`, marked `legacy`): they read fine, and no live machine
+ever resumes from them.
 
 Isolation. Without a timeout and without a per-point environment, points run in this process. With
 `per_point_timeout_s` (or `env_for`), points run in a worker process started with multiprocessing
@@ -22,11 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import importlib.metadata
 import json
 import multiprocessing as mp
 import os
 import platform
+import re
 import signal
 import sys
 import time
@@ -35,7 +47,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 __all__ = ["STATUSES", "Sweep", "point_key", "classify_exception", "environment_info",
-           "load_records"]
+           "load_records", "read_jsonl", "append_jsonl", "FINGERPRINT_FIELDS", "machine_fingerprint",
+           "machine_id", "machine_slug", "machine_label", "machine_fields", "record_fingerprint",
+           "record_machine_id", "machine_folder", "PROFILES_ROOT"]
 
 STATUSES = ("ok", "oom", "timeout", "error")
 _STARTUP_TIMEOUT_S = 300.0  # a worker importing jax on a loaded 2-core machine can take a while
@@ -109,11 +123,165 @@ def _load() -> list[float] | None:
         return None
 
 
+# ----------------------------------------------------------------------------------------------
+# machines
+
+# The fields that identify a machine (machine_id hashes exactly these). Not the hostname, the Python
+# or torch version, nor XLA_FLAGS: those are recorded beside every result, but a CI runner with
+# another hostname is the same machine, and XLA_FLAGS are a per-run choice.
+FINGERPRINT_FIELDS = ("backend", "device_kind", "device_count", "cpu_model", "cpu_count", "jax",
+                      "jaxlib", "platform_version")
+PROFILES_ROOT = "profiles"  # default results root: PROFILES_ROOT/<machine_slug>/...
+_FINGERPRINT: dict[str, Any] | None = None
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name (/proc/cpuinfo on Linux, else `platform.processor()`), or None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        info = ""
+    # x86: "model name"; ARM boards: "Hardware" or "Model" (per-core "CPU part" numbers say little).
+    for field in ("model name", "Hardware", "Model"):
+        m = re.search(rf"^{field}\s*:\s*(.+)$", info, re.MULTILINE)
+        if m and m.group(1).strip():
+            return " ".join(m.group(1).split())
+    return platform.processor() or platform.machine() or None
+
+
+def _cpu_count() -> int | None:
+    # The cores this process may run on (a container's cpuset), which is what the timings get.
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
+def machine_fingerprint(*, refresh: bool = False) -> dict[str, Any]:
+    """What identifies the kind of machine this process measures on (cached per process).
+
+    Keys are `FINGERPRINT_FIELDS`. On the CPU backend `device_count` is 1: jax's CPU device count is a
+    process setting (`--xla_force_host_platform_device_count`), not a property of the machine.
+    """
+    global _FINGERPRINT
+    if _FINGERPRINT is None or refresh:
+        versions = _versions()
+        fp: dict[str, Any] = {"backend": None, "device_kind": None, "device_count": None,
+                              "cpu_model": _cpu_model(), "cpu_count": _cpu_count(),
+                              "jax": versions.get("jax"), "jaxlib": versions.get("jaxlib"),
+                              "platform_version": None}
+        try:
+            import jax
+
+            devices = jax.devices()
+            backend = jax.default_backend()
+            fp.update(backend=backend, device_kind=devices[0].device_kind,
+                      device_count=1 if backend == "cpu" else len(devices))
+            pv = getattr(devices[0].client, "platform_version", None)
+            fp["platform_version"] = " ".join(str(pv).split())[:160] if pv else None
+        except Exception:  # jax missing or no backend: the machine is still described by its CPU
+            pass
+        _FINGERPRINT = fp
+    return dict(_FINGERPRINT)
+
+
+def machine_id(fp: dict[str, Any]) -> str:
+    """A short stable hash of a fingerprint's identifying fields (12 hex digits).
+
+    A derived (legacy) fingerprint hashes differently from any live one, even with equal fields.
+    """
+    ident: dict[str, Any] = {k: fp.get(k) for k in FINGERPRINT_FIELDS}
+    if fp.get("legacy"):
+        ident["legacy"] = True
+    text = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    text = re.sub(r"\((r|tm|c)\)", " ", text.lower())
+    text = re.sub(r"@.*$", " ", text)  # "@ 2.90GHz": the nominal clock says little and varies
+    text = re.sub(r"\b(cpu|processor)\b", " ", text)
+    text = re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+    while len(text) > limit and "-" in text:
+        text = text.rsplit("-", 1)[0]
+    return text[:limit]
+
+
+def machine_slug(fp: dict[str, Any]) -> str:
+    """A readable folder name for a machine: `cpu-<model>-<N>core` or `<backend>-<device>x<N>`.
+
+    E.g. `cpu-intel-xeon-2core`, `cpu-amd-epyc-7763-64-core-16core`, `gpu-nvidia-h200x1`. Versions are
+    not in it (they are in `machine_id`): a jax upgrade measures again into the same folder.
+    """
+    backend = fp.get("backend") or "unknown"
+    if backend == "cpu" or fp.get("device_kind") in (None, "cpu"):
+        model = _slug(fp.get("cpu_model") or "")
+        cores = fp.get("cpu_count")
+        return "-".join(x for x in ("cpu", model, f"{cores}core" if cores else "") if x)
+    kind = _slug(str(fp.get("device_kind")))
+    return f"{backend}-{kind or 'device'}x{fp.get('device_count') or 1}"
+
+
+def machine_label(fp: dict[str, Any]) -> str:
+    """One line for reports: device, CPU, versions, and whether the fingerprint was derived."""
+    if (fp.get("backend") or "cpu") == "cpu":
+        dev = f"CPU {fp.get('cpu_model') or '(model not recorded)'}"
+    else:
+        dev = f"{fp.get('device_count') or '?'} x {fp.get('device_kind')} ({fp.get('backend')})"
+        if fp.get("cpu_model"):
+            dev += f", host CPU {fp['cpu_model']}"
+    text = f"{dev}, {fp.get('cpu_count') or '?'} cores, jax {fp.get('jax') or '?'}"
+    if fp.get("legacy"):
+        text += " (legacy records: fingerprint derived from them)"
+    return text
+
+
+def machine_fields(fp: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`{"fingerprint": fp, "machine_id": id}` to merge into a record (fp: this machine's)."""
+    fp = machine_fingerprint() if fp is None else dict(fp)
+    return {"fingerprint": fp, "machine_id": machine_id(fp)}
+
+
+def record_fingerprint(rec: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint a record carries, or one derived from its `device`/`versions` fields.
+
+    A derived fingerprint has `legacy: True`, no CPU model and no platform version; fake CPU device
+    counts (device-count sweep points) count as one device, as in `machine_fingerprint`.
+    """
+    fp = rec.get("fingerprint")
+    if isinstance(fp, dict):
+        return fp
+    dev = rec.get("device") if isinstance(rec.get("device"), dict) else {}
+    ver = rec.get("versions") if isinstance(rec.get("versions"), dict) else {}
+    backend = dev.get("backend")
+    return {"backend": backend, "device_kind": dev.get("device_kind"),
+            "device_count": 1 if backend == "cpu" else dev.get("device_count"),
+            "cpu_model": None, "cpu_count": dev.get("cpu_count"), "jax": ver.get("jax"),
+            "jaxlib": ver.get("jaxlib"), "platform_version": None, "legacy": True}
+
+
+def record_machine_id(rec: dict[str, Any]) -> str:
+    """The machine id of a record (its own, or that of its derived fingerprint)."""
+    mid = rec.get("machine_id")
+    if isinstance(mid, str) and isinstance(rec.get("fingerprint"), dict):
+        return mid
+    return machine_id(record_fingerprint(rec))
+
+
+def machine_folder(*parts: str, fp: dict[str, Any] | None = None,
+                   root: str | os.PathLike = PROFILES_ROOT) -> Path:
+    """`root/<machine_slug>/<parts...>`: where this machine's results go by default."""
+    fp = machine_fingerprint() if fp is None else fp
+    return Path(root, machine_slug(fp), *[p for p in parts if p])
+
+
 def environment_info() -> dict[str, Any]:
-    """Versions, device, machine load and a UTC timestamp: what every record carries."""
+    """Versions, device, machine fingerprint, load and a UTC timestamp: what every record carries."""
     return {
         "versions": _versions(),
         "device": _device_info(),
+        **machine_fields(),
         "load": _load(),
         # XLA_FLAGS change the compiled program (command buffers, autotuning): keep them with it.
         "xla_flags": os.environ.get("XLA_FLAGS") or None,
@@ -148,6 +316,26 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     """All complete sweep records (those with a ``key``) of a JSONL file."""
     return [rec for rec in read_jsonl(path) if "key" in rec]
+
+
+def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one JSON line, flushed and fsynced (a killed run loses at most the line it wrote).
+
+    A last line cut short by a killed run has no newline: the record starts on a fresh line instead
+    of being glued onto it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, default=_json_default) + "\n"
+    if path.exists() and path.stat().st_size:
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+    with path.open("a") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _short(point: dict[str, Any], limit: int = 70) -> str:
@@ -259,8 +447,12 @@ class _Worker:
 class Sweep:
     """Run `run_point(point) -> dict` over `points`, appending one record per point to `path`.
 
-    Points already in the file (any status) are skipped; pass `retry=("error",)` to run failed ones
-    again (their new record is appended; readers keep the last record of a key).
+    Points this machine already recorded in the file (any status) are skipped; pass
+    `retry=("error",)` to run failed ones again (their new record is appended; readers keep the last
+    record of a key). Records of other machines (another `machine_id`, legacy ones included) are
+    ignored by the resume: this machine runs those points itself. `machine` overrides the fingerprint
+    (default: `machine_fingerprint()` of this process, also for points run in workers, whose fake
+    CPU device counts must not split one machine in several).
     """
 
     def __init__(self, path: str | os.PathLike, points: Iterable[dict[str, Any]],
@@ -268,7 +460,7 @@ class Sweep:
                  per_point_timeout_s: float | None = None,
                  env_for: Callable[[dict[str, Any]], dict[str, str] | None] | None = None,
                  fresh_process: bool = False, retry: Iterable[str] = (), progress: bool = True,
-                 desc: str = "sweep"):
+                 desc: str = "sweep", machine: dict[str, Any] | None = None):
         self.path = Path(path)
         self.points = list(points)
         keys = [point_key(p) for p in self.points]
@@ -284,14 +476,29 @@ class Sweep:
             raise ValueError(f"retry must hold statuses from {STATUSES}, got {sorted(bad)}")
         self.progress = progress
         self.desc = desc
+        self.machine = machine_fields(machine)
         self._workers: dict[str, _Worker] = {}
 
+    @property
+    def machine_id(self) -> str:
+        return self.machine["machine_id"]
+
     def done_keys(self) -> set[str]:
-        """Keys whose last record makes them finished (not in `retry`)."""
+        """Keys whose last record of this machine makes them finished (not in `retry`)."""
         last: dict[str, str] = {}
         for rec in load_records(self.path):
-            last[rec["key"]] = rec.get("status", "error")
+            if record_machine_id(rec) == self.machine_id:
+                last[rec["key"]] = rec.get("status", "error")
         return {k for k, s in last.items() if s not in self.retry}
+
+    def foreign_records(self) -> dict[str, int]:
+        """{machine id: record count} of the other machines' records in the file (resume ignores them)."""
+        counts: dict[str, int] = {}
+        for rec in load_records(self.path):
+            mid = record_machine_id(rec)
+            if mid != self.machine_id:
+                counts[mid] = counts.get(mid, 0) + 1
+        return counts
 
     def pending(self) -> list[dict[str, Any]]:
         """Points still to run, in the given order."""
@@ -322,18 +529,7 @@ class Sweep:
         return status, result, message, info
 
     def _append(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, default=_json_default) + "\n"
-        # A line cut short by a killed run has no newline: start on a fresh line, do not glue onto it.
-        if self.path.exists() and self.path.stat().st_size:
-            with self.path.open("rb") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    line = "\n" + line
-        with self.path.open("a") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.path, record)
 
     def close(self) -> None:
         """Stop all workers."""
@@ -367,6 +563,8 @@ class Sweep:
                     "result": result,
                     "elapsed_s": round(time.perf_counter() - t0, 3),
                     **info,
+                    # The sweep's machine, not the worker's view of it (fake device counts).
+                    **self.machine,
                 }
                 self._append(record)
                 written.append(record)

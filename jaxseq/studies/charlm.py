@@ -1,7 +1,7 @@
 """`jaxseq lm-compare`: LSTM vs GRU vs minGRU vs Transformer character LMs on Tiny Shakespeare, at about
 the same parameter count, each trained for the same CPU-time budget through the common engine.
 
-    jaxseq lm-compare --out profiles/charlm [--budget-s 180] [--models lstm gru mingru transformer]
+    jaxseq lm-compare [--out DIR] [--budget-s 180] [--models lstm gru mingru transformer]
                       [--target-params 1e6] [--batch-size 32 --seq-len 128 --lr 2e-3] [--quick]
 
 Budget: the training process's CPU time (`time.process_time`, all its threads), because on a shared
@@ -11,10 +11,14 @@ starts is charged to the evaluation), nor is compilation (the clock starts once 
 from a short calibration run per model (CPU seconds per step after compilation); the run also stops
 when the budget is spent, whichever comes first.
 
-Outputs in OUT: `lm_compare.jsonl` (one "eval" record per evaluation: model, step, cpu_s, wall_s,
-val_loss in nats/char, val_bpc; one "done" record per model), `val_loss_vs_cpu.png`, `README.md`
-(table + settings). Workdirs (checkpoint of the final state, TensorBoard logs) go under OUT/runs/
-(git-ignored). Rerunning skips finished models; an unfinished model starts again from scratch.
+Outputs in OUT (default: this machine's `profiles/<machine_slug>/charlm/`, `.../charlm/quick/` with
+`--quick`): `lm_compare.jsonl` (one "eval" record per evaluation: model, step, cpu_s, wall_s,
+val_loss in nats/char, val_bpc; one "done" record per model; every record with the machine's
+fingerprint and id), `val_loss_vs_cpu.png`, `README.md` (table + settings). Workdirs (checkpoint of the
+final state, TensorBoard logs) go under OUT/runs/ (git-ignored). Rerunning skips the models this
+machine finished; an unfinished model starts again from scratch. Another machine's records in OUT are
+kept but neither resumed from nor reported: the report and plot show this machine's runs, beside the
+committed reference `profiles/charlm/` (its final losses and steps per model).
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from jaxseq.bench.sweep import read_jsonl
+from jaxseq.bench.sweep import read_jsonl, record_machine_id
 
 DEFAULT_MODELS = ("lstm", "gru", "mingru", "transformer")
 #: Layers per model kind; the width is then picked to match the target parameter count.
@@ -42,7 +46,8 @@ NOTES_MARKER = "<!-- notes: kept when the report is rewritten -->"
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("lm-compare", help="char-LM comparison at equal parameters and CPU budget",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="output folder (JSONL, PNG, README.md; runs/ inside)")
+    p.add_argument("--out", help="output folder (JSONL, PNG, README.md; runs/ inside); default: this "
+                   "machine's profiles/<machine>/charlm/ (with --quick: profiles/<machine>/charlm/quick/)")
     p.add_argument("--budget-s", type=float, default=None, help="CPU seconds of training per model (default 180)")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
                    help=f"model kinds (default: {' '.join(DEFAULT_MODELS)}; also minlstm)")
@@ -53,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--evals", type=int, default=12, help="evaluations per run (about)")
     p.add_argument("--eval-batches", type=int, default=16, help="validation batches per evaluation")
     p.add_argument("--runs-dir", default=None, help="workdirs (default OUT/runs)")
-    p.add_argument("--data-path", default=None, help="Tiny Shakespeare input.txt (checksum verified)")
+    p.add_argument("--data-path", default=None,
+                   help="text file (default: the shipped Tiny Shakespeare, checksum verified; your own file is taken as given)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="smoke test: tiny models (width 32, 1 layer), batch 8 x 32, budget 2 s per model")
@@ -108,8 +114,9 @@ class _Clock:
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    from jaxseq.studies.base import append_record
+
+    append_record(path, record)
 
 
 def _calibrate(base: dict[str, Any], workdir: Path, data: Any) -> float:
@@ -219,7 +226,9 @@ def write_plot(records: list[dict], path: Path) -> None:
 
 
 def write_report(records: list[dict], path: Path, *, budget: float, args: argparse.Namespace,
-                 meta: dict[str, Any]) -> None:
+                 meta: dict[str, Any], machine_note: str = "",
+                 references: list[tuple[str, list[dict]]] = ()) -> None:
+    """README.md from one machine's records; `references`: (name, records) of other machines."""
     done = [r for r in records if r["type"] == "done"]
     lines = [
         "# Character LMs on Tiny Shakespeare at equal parameters and equal CPU budget",
@@ -247,6 +256,27 @@ def write_report(records: list[dict], path: Path, *, budget: float, args: argpar
             f"({r['steps_planned']}) | {r['cpu_s']:.1f} | {r['wall_s']:.1f} | {r['final_val_loss']:.4f} | "
             f"{r['final_val_bpc']:.4f} |"
         )
+    if machine_note:
+        lines += ["", machine_note]
+    for name, recs in references:
+        ref_done = {r["model"]: r for r in recs if r.get("type") == "done"}
+        mine = {r["model"]: r for r in done}
+        # Only runs of the same recipe and budget compare (a --quick run does not).
+        same = ("batch_size", "seq_len", "lr", "budget_cpu_s", "layers", "d_model")
+        models = [m for m in mine if m in ref_done
+                  and all(ref_done[m].get(k) == mine[m].get(k) for k in same)]
+        if not models:
+            continue
+        ref_budget = ref_done[models[0]].get("budget_cpu_s")
+        budget_text = f"budget {ref_budget:g} CPU s per model" if ref_budget else "budget not recorded"
+        lines += ["", f"Beside the reference `{name}` (another machine's records, {budget_text}): "
+                      "steps done and final validation loss.", "",
+                  "| model | steps here | steps there | val loss here | val loss there |",
+                  "|---|---|---|---|---|"]
+        for m in models:
+            a, b = mine[m], ref_done[m]
+            lines.append(f"| {m} | {a['steps']} | {b['steps']} | {a['final_val_loss']:.4f} | "
+                         f"{b['final_val_loss']:.4f} |")
     lines += ["", f"![validation loss vs CPU time]({PLOT})", ""]
     # Hand-written notes below the marker survive a regeneration of the report.
     old = path.read_text() if path.is_file() else ""
@@ -266,7 +296,11 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         args.batch_size, args.seq_len = min(args.batch_size, 8), min(args.seq_len, 32)
         args.eval_batches, args.evals = min(args.eval_batches, 2), 4
-    out = Path(args.out)
+    from jaxseq.studies import study
+    from jaxseq.studies.base import reference_folders, select_machine, this_machine_id
+
+    folder = study("charlm").folder or "charlm"
+    out = Path(args.out) if args.out else default_out(folder, "quick" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
     runs = Path(args.runs_dir) if args.runs_dir else out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -276,19 +310,23 @@ def run(args: argparse.Namespace) -> int:
     from jaxseq.data import charlm
     import jax
 
-    data = charlm.load_tinyshakespeare(args.data_path)
+    data = charlm.load_charlm(args.data_path)
     meta = {"machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), jax {jax.__version__} on "
                        f"{jax.devices()[0].platform}, shared with other jobs at the time",
             "loadavg_start": os.getloadavg()[0]}
 
     path = out / JSONL
+    me = this_machine_id()
     records = read_jsonl(path)
-    finished = {r["model"] for r in records if r["type"] == "done"}
-    # Drop the partial records of a model that did not finish: it runs again from scratch.
-    kept = [r for r in records if r["type"] == "meta" or r["model"] in finished]
+    mine = [r for r in records if record_machine_id(r) == me]
+    finished = {r["model"] for r in mine if r["type"] == "done"}
+    # Drop this machine's partial records of a model that did not finish: it runs again from scratch.
+    # Other machines' records stay as they are.
+    kept = [r for r in records
+            if record_machine_id(r) != me or r["type"] == "meta" or r["model"] in finished]
     if len(kept) != len(records):
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    if not any(r["type"] == "meta" for r in kept):
+    if not any(r["type"] == "meta" for r in kept if record_machine_id(r) == me):
         _append(path, {"type": "meta", **meta, "budget_cpu_s": budget, "quick": bool(args.quick)})
     for kind in args.models:
         if kind in finished:
@@ -297,16 +335,38 @@ def run(args: argparse.Namespace) -> int:
         r = run_one(kind, args=args, data=data, out=out, runs=runs, budget=budget)
         print(f"[lm-compare] {kind}: {r['steps']} steps, val {r['final_val_loss']:.4f} nats/char "
               f"({r['final_val_bpc']:.3f} bits/char), {r['cpu_s']:.0f} CPU s, {r['wall_s']:.0f} wall s", flush=True)
-    records = read_jsonl(path)
+    chosen = select_machine(read_jsonl(path), me)
+    records = chosen.records
+    refs = []
+    for ref_dir in reference_folders(out, study("charlm").references):
+        ref = select_machine(read_jsonl(ref_dir / JSONL), exclude=[me])
+        if ref.records:
+            refs.append((f"{ref_dir.name}/ ({ref.slug})", ref.records))
     write_plot(records, out / PLOT)
     meta_rec = next((r for r in records if r["type"] == "meta"), meta)
-    write_report(records, out / "README.md", budget=budget, args=args, meta=meta_rec)
+    write_report(records, out / "README.md", budget=budget, args=args, meta=meta_rec,
+                 machine_note=chosen.note(), references=refs)
     if not math.isfinite(sum(r["final_val_loss"] for r in records if r["type"] == "done")):
         print("[lm-compare] warning: a final validation loss is not finite", flush=True)
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from jaxseq.cli import main as cli_main
+def default_out(*parts: str) -> Path:
+    """This machine's folder: profiles/<machine>/<parts...>."""
+    from jaxseq.studies.base import default_out as _default_out
 
-    return cli_main(["lm-compare", *(argv or [])])
+    return _default_out(*parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m jaxseq.studies.charlm ...`: `jaxseq lm-compare` without importing jaxseq.cli."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m jaxseq.studies.charlm")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["lm-compare", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"jaxseq lm-compare: error: {e}", file=sys.stderr)
+        return 2

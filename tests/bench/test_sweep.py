@@ -1,10 +1,23 @@
-"""The resumable sweep: resume, OOM / error recording, per-point timeout in a worker process."""
+"""The resumable sweep: resume (per machine), OOM / error recording, per-point timeout in a worker
+process; machine fingerprints, ids, folder names, and the fingerprints derived for legacy records."""
 import json
+import platform
+import re
 import time
+from pathlib import Path
 
 import pytest
 
-from jaxseq.bench.sweep import Sweep, classify_exception, load_records, point_key
+from jaxseq.bench import sweep as sweep_mod
+from jaxseq.bench.sweep import (FINGERPRINT_FIELDS, Sweep, classify_exception, load_records,
+                                machine_fingerprint, machine_id, machine_slug, point_key,
+                                record_fingerprint, record_machine_id)
+
+PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+MACHINE_A = {"backend": "cpu", "device_kind": "cpu", "device_count": 1,
+             "cpu_model": "AMD EPYC 7763 64-Core Processor", "cpu_count": 4, "jax": "0.10.2",
+             "jaxlib": "0.10.2", "platform_version": "cpu"}
+MACHINE_B = dict(MACHINE_A, cpu_model="Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz", cpu_count=16)
 
 CALLS: list[dict] = []
 
@@ -75,3 +88,84 @@ def test_timeout_in_worker(tmp_path):
     assert [r["status"] for r in recs] == ["timeout", "oom", "ok"]
     assert recs[2]["result"] == {"y": 4}
     assert recs[0]["device"]  # device of the killed worker is still recorded
+    # Worker records carry the sweep's (this process's) machine, not the worker's view of it.
+    assert {r["machine_id"] for r in recs} == {machine_id(machine_fingerprint())}
+
+
+def test_fingerprint_describes_the_machine_not_the_host(monkeypatch):
+    fp = machine_fingerprint()
+    assert tuple(fp) == FINGERPRINT_FIELDS
+    assert fp["backend"] == "cpu" and fp["jax"] and fp["cpu_count"] >= 1
+    # conftest gives this process 4 fake CPU devices: a process setting, not the machine's.
+    import jax
+
+    assert len(jax.devices()) == 4 and fp["device_count"] == 1
+    assert re.fullmatch(r"[0-9a-f]{12}", machine_id(fp))
+    monkeypatch.setattr(platform, "node", lambda: "another-ci-runner")
+    assert machine_id(machine_fingerprint(refresh=True)) == machine_id(fp)
+    # The id follows the identifying fields, whatever their order, and nothing else.
+    assert machine_id(dict(reversed(list(fp.items())))) == machine_id(fp)
+    assert machine_id({**fp, "note": "ignored"}) == machine_id(fp)
+    assert machine_id({**fp, "jax": "9.9.9"}) != machine_id(fp)
+
+
+def test_machine_slugs():
+    assert machine_slug(MACHINE_A) == "cpu-amd-epyc-7763-64-core-4core"
+    assert machine_slug(MACHINE_B) == "cpu-intel-xeon-platinum-8480-16core"
+    assert machine_slug(dict(MACHINE_A, cpu_model="Intel(R) Xeon(R) Processor", cpu_count=2)) \
+        == "cpu-intel-xeon-2core"
+    gpu = dict(MACHINE_A, backend="gpu", device_kind="NVIDIA H200", device_count=8)
+    assert machine_slug(gpu) == "gpu-nvidia-h200x8"
+    assert machine_slug(dict(MACHINE_A, cpu_model=None, cpu_count=2)) == "cpu-2core"
+    # The slug names a folder: no versions in it (they are in the id).
+    assert machine_slug(dict(MACHINE_A, jax="0.11.0")) == machine_slug(MACHINE_A)
+    assert machine_id(dict(MACHINE_A, jax="0.11.0")) != machine_id(MACHINE_A)
+
+
+def test_legacy_records_get_a_derived_fingerprint():
+    # The committed results were written before fingerprints: one machine per folder, including the
+    # device-count points that ran on 2, 4 and 8 fake CPU devices.
+    cpu = load_records(PROFILES / "cpu-2core" / "results.jsonl")
+    h200 = load_records(PROFILES / "h200" / "results.jsonl")
+    assert cpu and h200
+    assert {r["device"]["device_count"] for r in cpu} == {1, 2, 4, 8}
+    assert len({record_machine_id(r) for r in cpu}) == 1
+    fp = record_fingerprint(cpu[0])
+    assert fp["legacy"] and fp["cpu_count"] == 2 and fp["jax"] == "0.10.2"
+    assert machine_slug(fp) == "cpu-2core"
+    assert machine_slug(record_fingerprint(h200[0])) == "gpu-nvidia-h200x1"
+    assert record_machine_id(h200[0]) != record_machine_id(cpu[0])
+    # A live machine with exactly the derived fields is still another machine: never resumed from.
+    live = {k: v for k, v in fp.items() if k != "legacy"}
+    assert machine_id(live) != machine_id(fp)
+
+
+def test_resume_is_per_machine(tmp_path, monkeypatch):
+    path = tmp_path / "r.jsonl"
+    points = [{"x": i} for i in range(3)]
+    CALLS.clear()
+    recs = Sweep(path, points, square, progress=False, machine=MACHINE_A).run()
+    assert len(recs) == 3 and len(CALLS) == 3
+    assert all(r["fingerprint"] == MACHINE_A and r["machine_id"] == machine_id(MACHINE_A)
+               for r in recs)
+    # Machine B finds A's points in the file and runs them all itself.
+    CALLS.clear()
+    sweep_b = Sweep(path, points, square, progress=False, machine=MACHINE_B)
+    assert sweep_b.pending() == points and sweep_b.foreign_records() == {machine_id(MACHINE_A): 3}
+    recs = sweep_b.run()
+    assert [r["point"] for r in recs] == points and len(CALLS) == 3
+    assert {r["machine_id"] for r in recs} == {machine_id(MACHINE_B)}
+    # Each machine now resumes: nothing left to run for either.
+    CALLS.clear()
+    assert Sweep(path, points, square, progress=False, machine=MACHINE_A).run() == []
+    assert Sweep(path, points, square, progress=False, machine=MACHINE_B).run() == []
+    assert CALLS == [] and len(load_records(path)) == 6
+    # Without `machine`, the process's own fingerprint (monkeypatched here) decides.
+    monkeypatch.setattr(sweep_mod, "_FINGERPRINT", dict(MACHINE_B))
+    assert Sweep(path, points, square, progress=False).pending() == []
+    # Legacy records (no fingerprint) of the same points do not count as done for anyone.
+    legacy = tmp_path / "legacy.jsonl"
+    legacy.write_text("".join(json.dumps({"key": point_key(p), "status": "ok", "point": p,
+                                          "device": {"backend": "cpu", "cpu_count": 4},
+                                          "versions": {"jax": "0.10.2"}}) + "\n" for p in points))
+    assert Sweep(legacy, points, square, progress=False).pending() == points

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from jaxseq.bench.sweep import machine_fingerprint, machine_id
 from jaxseq.cli import main
 
 
@@ -16,6 +17,7 @@ def test_quick_comparison_writes_outputs_and_resumes(tmp_path, capsys):
     for r in done.values():
         assert r["steps"] >= 1 and r["final_val_loss"] > 0 and r["cpu_s"] > 0
     evals = [r for r in recs if r["type"] == "eval"]
+    assert {r["machine_id"] for r in recs} == {machine_id(machine_fingerprint())}
     assert {"cpu_s", "wall_s", "step", "val_loss", "val_bpc"} <= set(evals[0])
     assert (out / "val_loss_vs_cpu.png").stat().st_size > 1000
     report = (out / "README.md").read_text()

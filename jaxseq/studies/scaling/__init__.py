@@ -2,5 +2,27 @@
 
 `sweep` (`jaxseq scale`) measures points into `results.jsonl`; `report` (`jaxseq report`) writes
 `REPORT.md` and plots from it; `study` (`jaxseq study`, what `make study` runs) does bench ops, the
-sweep and the report into one folder.
+sweep and the report into one folder, by default this machine's `profiles/<machine_slug>/`.
 """
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "write_report"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `jaxseq scale`, `jaxseq report` and `jaxseq study`."""
+    from jaxseq.studies.scaling import report, study, sweep
+
+    sweep.add_parser(subparsers)
+    report.add_parser(subparsers)
+    study.add_parser(subparsers)
+
+
+def write_report(folder: str | Path, out: str | Path | None = None, **kwargs: Any) -> Path:
+    """`jaxseq.studies.scaling.report.write_report`: REPORT.md and plots of a study folder."""
+    from jaxseq.studies.scaling.report import write_report as _write_report
+
+    return _write_report(folder, out, **kwargs)

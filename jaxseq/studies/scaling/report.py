@@ -13,6 +13,11 @@ model's ratio to its anchor (torch, flax, cuDNN), the project's targets (met / n
 scaling efficiency, the environment and machine load, and the points that failed. Sections whose
 models are missing from the data are left out, so a partial or interrupted sweep still gets a report.
 When a point was recorded more than once (a `--retry-errors` rerun), its last record counts.
+
+One machine per report: when the folder holds records of several machines (see
+`jaxseq.studies.base`), the findings use the newest machine's records (or `--machine ID`'s) and say
+which were left out. A section puts that machine beside the committed references (`profiles/cpu-2core`,
+`profiles/h200`; `--references DIR...` for others): the headline points, one column per machine.
 """
 from __future__ import annotations
 
@@ -30,7 +35,8 @@ from jaxseq.bench.sweep import read_jsonl
 from jaxseq.bench.workloads import model_label
 
 __all__ = ["TARGETS", "GPU_TARGETS", "Target", "loglog_slope", "load_study", "Study", "build_report", "write_report",
-           "anchor_table", "target_lines", "add_parser", "main"]
+           "anchor_table", "target_lines", "headline_rows", "comparison_lines", "load_references",
+           "add_parser", "main"]
 
 RESULTS = "results.jsonl"
 BENCH_OPS = "bench_ops.jsonl"
@@ -176,6 +182,9 @@ class Study:
 
     records: list[dict[str, Any]]
     bench: list[dict[str, Any]]
+    # Which machine the records are from, and the other machines' records left out (None: not known,
+    # e.g. a Study built by hand).
+    machine: Any = None  # jaxseq.studies.base.MachineRecords
 
     @property
     def ok(self) -> list[dict[str, Any]]:
@@ -201,8 +210,16 @@ def _last_per_key(recs: list[dict[str, Any]], key) -> list[dict[str, Any]]:
     return list(last.values())
 
 
-def load_study(folder: str | Path) -> Study:
-    """Read results.jsonl and bench_ops.jsonl of `folder` (either may be missing, not both)."""
+def load_study(folder: str | Path, machine: str | None = None, exclude: Iterable[str] = ()
+               ) -> Study:
+    """Read results.jsonl and bench_ops.jsonl of `folder` (either may be missing, not both).
+
+    Only one machine's records are kept: `machine` (an id, id prefix or slug), else the machine of
+    the newest record not in `exclude` (`jaxseq.studies.base.select_machine`, over both files).
+    """
+    from jaxseq.bench.sweep import record_machine_id
+    from jaxseq.studies.base import select_machine
+
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"--in {folder}: no such folder")
@@ -211,12 +228,16 @@ def load_study(folder: str | Path) -> Study:
         raise ValueError(f"--in {folder}: neither {RESULTS} nor {BENCH_OPS} is there "
                          f"(run `jaxseq scale --out {folder}` or `jaxseq study --out {folder}` first)")
     records = [r for r in read_jsonl(res_path) if "key" in r and isinstance(r.get("point"), dict)]
-    records = _last_per_key(records, lambda r: r["key"])
     bench = [r for r in read_jsonl(bench_path) if isinstance(r.get("point"), dict)]
+    chosen = select_machine(records + bench, machine, exclude)
+    records = [r for r in records if record_machine_id(r) == chosen.machine_id]
+    bench = [r for r in bench if record_machine_id(r) == chosen.machine_id]
+    records = _last_per_key(records, lambda r: r["key"])
     bench = _last_per_key(bench, lambda r: json.dumps(r["point"], sort_keys=True))
     if not records and not bench:
-        raise ValueError(f"--in {folder}: the JSONL files hold no complete records")
-    return Study(records, bench)
+        raise ValueError(f"--in {folder}: the JSONL files hold no complete records"
+                         + (" of another machine" if chosen.others and exclude else ""))
+    return Study(records, bench, chosen)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -613,6 +634,129 @@ def environment_lines(study: Study) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------
+# this machine beside the references
+
+
+def load_references(folder: str | Path, study: Study, references: list[str | Path] | None = None
+                    ) -> list[tuple[str, Study]]:
+    """(name, Study) of the reference folders, each one machine other than `study`'s.
+
+    `references` None: the committed folders of the scaling study (`StudySpec.references`, found by
+    `jaxseq.studies.base.reference_folders`). In each folder the newest machine other than the
+    report's own is used; a folder holding no other machine is left out.
+    """
+    from jaxseq.studies import study as spec
+    from jaxseq.studies.base import reference_folders
+
+    if references is None:
+        paths = reference_folders(folder, spec("scaling").references)
+    else:
+        paths = [Path(r) for r in references]
+    own = study.machine.machine_id if study.machine is not None else None
+    refs = []
+    for path in paths:
+        if not path.is_dir():
+            raise FileNotFoundError(f"--references {path}: no such folder")
+        try:
+            ref = load_study(path, exclude=[own] if own else [])
+        except ValueError:
+            if references is not None and path.resolve() != Path(folder).resolve():
+                raise  # a folder the user named holds no results: say so
+            continue  # nothing but the report's own machine there
+        if ref.machine is not None and ref.machine.machine_id != own:
+            refs.append((path.name, ref))
+    return refs
+
+
+def _short_config(cfg: Config) -> str:
+    b, w, dt, mode, heads = cfg
+    return f"B={b} W={w} {dt}" + ("" if mode == "train" else f" {mode}")
+
+
+def _target_cell(study: Study, t: Target) -> str:
+    """tokens/s ratio of `t.model` over `t.anchor` with both step times, from the sweep or bench ops."""
+    for source, recs in (("", study.single), (" (bench ops)", None)):
+        if recs is not None:
+            m = [r for r in recs if t.matches(r["point"], t.model)]
+            a = [r for r in recs if t.matches(r["point"], t.anchor)]
+            rm, ra = (m[-1] if m else None), (a[-1] if a else None)
+        else:
+            rm, ra = _bench_tps(study, t, t.model)[1], _bench_tps(study, t, t.anchor)[1]
+        if rm and ra:
+            res_m, res_a = rm["result"], ra["result"]
+            if res_m.get("tokens_per_s") and res_a.get("tokens_per_s"):
+                r = res_m["tokens_per_s"] / res_a["tokens_per_s"]
+                return (f"{r:.2f}x ({res_m['median_s'] * 1e3:.3g} vs {res_a['median_s'] * 1e3:.3g} ms)"
+                        + source)
+    return "-"
+
+
+def _min_rnn_cell(study: Study, T: int) -> str:
+    """LSTM time / minGRU time at length T, at the settings with the most points holding both."""
+    ser = series(study.single)
+    for cfg in _order_configs(ser):
+        models = ser[cfg]
+        if "lstm" in models and "mingru" in models:
+            tl, tg = _times(models["lstm"]), _times(models["mingru"])
+            if T in tl and T in tg:
+                return f"{tl[T] / tg[T]:.2f}x ({_short_config(cfg)})"
+    return "-"
+
+
+def _mfu_cell(study: Study) -> str:
+    blocks = [r for r in study.single if r["point"]["model"] == "transformer-block"
+              and r["point"].get("mode", "train") == "train" and r["result"].get("mfu")]
+    if not blocks:
+        return "-"
+    best = max(blocks, key=lambda r: r["result"]["mfu"])
+    p = best["point"]
+    return f"{best['result']['mfu']:.1%} (T={p['seq_len']} W={p['width']} {p.get('dtype')})"
+
+
+def headline_rows(studies: list[Study]) -> list[list[str]]:
+    """[what, cell per study]: the headline points of the scaling study, one column per machine."""
+    rows: list[list[str]] = []
+    for t in (*TARGETS, GPU_TARGETS[0]):
+        label = t.name.replace(" training step", "")
+        rows.append([f"{label}: tokens/s ratio (step times)"]
+                    + [_target_cell(s, t) for s in studies])
+    for T in MIN_RNN_TARGET_LENGTHS:
+        rows.append([f"minGRU over the LSTM at T={T}: LSTM time / minGRU time"]
+                    + [_min_rnn_cell(s, T) for s in studies])
+    rows.append([f"best Transformer block training MFU (goal {GPU_MFU_GOAL:.0%} on GPU)"]
+                + [_mfu_cell(s) for s in studies])
+    return rows
+
+
+def comparison_lines(study: Study, references: list[tuple[str, Study]]) -> list[str]:
+    """The section that puts this folder's machine beside the reference machines."""
+    from jaxseq.studies.base import MachineRecords
+
+    mine = study.machine if study.machine is not None else MachineRecords(None, None, [], {})
+    if mine.fingerprint is None or mine.legacy:
+        head = f"this folder: `{mine.slug}`" if mine.slug else "this folder"
+    else:
+        head = f"your machine: `{mine.slug}`"
+    md = ["## Your machine beside the references", ""]
+    if not references:
+        md.append("No reference folders found (the committed `profiles/cpu-2core` and "
+                  "`profiles/h200`, or `--references DIR...`): this machine's numbers stand alone.")
+        md.append("")
+    else:
+        md.append("The same headline points on each machine. The references are other machines' "
+                  "records, read from their own folders (" + ", ".join(
+                      f"`{name}/`" for name, _ in references) + "); nothing of theirs enters the "
+                  "findings below. A cell is '-' where that machine did not measure the point.")
+        md.append("")
+    studies = [study] + [ref for _, ref in references]
+    header = ["", head] + [f"`{name}` (reference)" for name, _ in references]
+    rows = [["machine"] + [s.machine.label if s.machine is not None else "?" for s in studies]]
+    rows += headline_rows(studies)
+    md += _table(header, rows)
+    return md
+
+
+# ----------------------------------------------------------------------------------------------
 # plots
 
 
@@ -725,8 +869,12 @@ def _first_line(msg: Any, limit: int = 140) -> str:
     return (text[: limit - 1] + "…" if len(text) > limit else text).replace("|", "/")
 
 
-def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | None = None) -> str:
-    """Write the plots into `out` and return REPORT.md's text (traces listed from `traces_dir`)."""
+def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | None = None,
+                 references: list[tuple[str, Study]] | None = None) -> str:
+    """Write the plots into `out` and return REPORT.md's text (traces listed from `traces_dir`).
+
+    `references`: (name, Study) of other machines, put beside this one in a comparison section.
+    """
     out.mkdir(parents=True, exist_ok=True)
     ser = series(study.single)
     md: list[str] = [f"# Scaling study report{f' - {source}' if source else ''}", ""]
@@ -739,6 +887,10 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
     md.append(f"Sweep points: {len(study.records)} ({n_ok} ok, {n_bad} oom/timeout/error); "
               f"bench ops rows: {len(study.bench)}.")
     md.append("")
+    if study.machine is not None:
+        md += [study.machine.note(), ""]
+    if references is not None:
+        md += comparison_lines(study, references) + [""]
 
     # ---- findings
     md += ["## Findings", ""]
@@ -874,34 +1026,75 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
     if traces:
         md += ["## Profiler traces", ""]
         md.append(f"One `jax.profiler` trace of one warmed-up step each, in `{traces_dir}`. Open "
-                  f"with `tensorboard --logdir {traces_dir} --host 127.0.0.1` (Profile tab; needs "
-                  f"`pip install tensorboard-plugin-profile`), or load a `*.trace.json.gz` in "
-                  f"Perfetto.")
+                  f"with `tensorboard --logdir {traces_dir} --host 127.0.0.1` (Profile tab), read with "
+                  f"`jaxseq trace summary {traces_dir}`, or load a `*.trace.json.gz` in Perfetto.")
         md.append("")
         for t in traces:
             size = sum(f.stat().st_size for f in t.rglob("*") if f.is_file())
             md.append(f"- `{t.name}`: {size / 2**20:.1f} MB")
         md.append("")
+    md += trace_findings(traces_dir)
     return "\n".join(md)
 
 
-def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
-    """Read `folder`, write REPORT.md and the PNGs into `out` (default `folder`); return REPORT.md."""
+def trace_findings(traces_dir: Path) -> list[str]:
+    """"What the traces show": per trace under `traces_dir`, the device-op time per named part and the
+    three longest device ops (`jaxseq.bench.traces`); [] when there is no trace."""
+    from jaxseq.bench.traces import NAMED_PARTS, find_traces, summarize_trace
+
+    found = find_traces(traces_dir) if Path(traces_dir).is_dir() else []
+    if not found:
+        return []
+    folders = [name.split("/")[0] for name, _ in found]
+    rows, named = [], False
+    for (name, path), folder in zip(found, folders):
+        label = folder if folders.count(folder) == 1 else name
+        try:
+            s = summarize_trace(path, name=name)
+        except Exception as e:  # a report must not fail on one unreadable trace
+            rows.append([f"`{label}`", None, f"unreadable ({type(e).__name__})", ""])
+            continue
+        named = named or s.has_named_parts
+        parts = ", ".join(f"{p} {s.share(p):.0%}" for p in s.parts) if s.has_named_parts else "none"
+        top = "; ".join(f"`{o.name[:40]}` {o.total_s * 1e3:.2f} ms ×{o.count}" for o in s.ops[:3])
+        rows.append([f"`{label}`", s.op_time_s * 1e3, parts, top])
+    md = ["## What the traces show", "",
+          "Device-op time of each trace (self time, summed over threads/streams) by named part, i.e. the "
+          f"`jax.named_scope` the op was built in ({', '.join(NAMED_PARTS)}; the rest is \"other\"), and "
+          "its three longest device ops (total time × occurrences). From `jaxseq trace summary`.", ""]
+    if not named:
+        md += ["No trace here carries a named part: they were recorded before jaxseq named its scopes "
+               "(all op time is \"other\"); the top ops still show where the time goes.", ""]
+    md += _table(["trace", "op ms", "named parts (share of op time)", "top 3 device ops"], rows)
+    md.append("")
+    return md
+
+
+def write_report(folder: str | Path, out: str | Path | None = None, *, machine: str | None = None,
+                 references: list[str | Path] | None = None) -> Path:
+    """Read `folder`, write REPORT.md and the PNGs into `out` (default `folder`); return REPORT.md.
+
+    `machine`: whose records (default the newest machine's); `references`: folders of other machines
+    to put beside it (default the committed `profiles/cpu-2core` and `profiles/h200`; [] for none).
+    """
     folder = Path(folder)
     out = Path(out) if out else folder
-    study = load_study(folder)
-    text = build_report(study, out, source=folder.name, traces_dir=folder / "traces")
+    study = load_study(folder, machine)
+    refs = load_references(folder, study, references)
+    text = build_report(study, out, source=folder.name, traces_dir=folder / "traces",
+                        references=refs)
     path = out / REPORT
     path.write_text(text + "\n")
     return path
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    path = write_report(args.input, args.out)
+    refs = [] if args.no_references else args.references
+    path = write_report(args.input, args.out, machine=args.machine, references=refs)
     pngs = sorted(p.name for p in path.parent.glob("*.png"))
     print(f"wrote {path} and {len(pngs)} plots ({', '.join(pngs)})")
     if args.table:
-        study = load_study(args.input)
+        study = load_study(args.input, args.machine)
         print(anchor_table(study))
         for line in target_lines(study):
             print(line.replace("**", ""))
@@ -915,6 +1108,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--in", dest="input", required=True,
                    help="study folder holding results.jsonl and/or bench_ops.jsonl")
     p.add_argument("--out", help="where REPORT.md and the PNGs go (default: the --in folder)")
+    p.add_argument("--machine", help="report this machine's records (an id, id prefix or slug; "
+                   "default: the machine of the newest record in the folder)")
+    p.add_argument("--references", nargs="+", metavar="DIR",
+                   help="study folders of other machines to put beside this one (default: the "
+                        "committed profiles/cpu-2core and profiles/h200)")
+    p.add_argument("--no-references", action="store_true", help="no comparison with other machines")
     p.add_argument("--table", action="store_true",
                    help="also print a short table (model, T, ms, tokens/s, ratio to anchor) and "
                         "the target lines")

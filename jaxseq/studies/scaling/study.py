@@ -1,16 +1,19 @@
 """`jaxseq study`: the whole scaling study in one go (what `make study` runs).
 
-    jaxseq study [--out profiles/cpu-2core] [--preset cpu] [--skip-bench] [--quick] [--force]
+    jaxseq study [--out DIR] [--preset cpu] [--skip-bench] [--quick] [--force]
 
-Three steps, each resumable, into one folder:
+Three steps, each resumable, into one folder: by default this machine's `profiles/<machine_slug>/`
+(`profiles/<machine_slug>/<preset>/` for presets other than cpu and gpu), so a fresh clone measures
+its own machine; the committed folders of other machines (`profiles/cpu-2core`, `profiles/h200`) are
+only read, as the references the report puts beside this machine's numbers.
 
 1. `jaxseq bench ops` -> OUT/bench_ops.jsonl: the op benchmark against torch (LSTM at T=256 and 1024,
    attention at T=1024 and 2048 by default; `--bench-full` adds attention at T=4096, about six more
    minutes on two cores, mostly XLA's T^2 attention). Skipped when the file already holds every row
-   it would write, unless `--force`.
-2. `jaxseq scale --preset PRESET --trace` -> OUT/results.jsonl and OUT/traces/ (finished points and
-   existing traces are skipped on a rerun).
-3. `jaxseq report --in OUT` -> OUT/REPORT.md and PNG plots.
+   it would write, measured on this machine, unless `--force`.
+2. `jaxseq scale --preset PRESET --trace` -> OUT/results.jsonl and OUT/traces/ (this machine's
+   finished points and existing traces are skipped on a rerun).
+3. `jaxseq report --in OUT` -> OUT/REPORT.md and PNG plots, with this machine beside the references.
 
 A failing step is reported and the next one still runs (the report covers what exists); the exit
 code is 1 when a step failed.
@@ -50,15 +53,16 @@ def _point_key(point: dict[str, Any]) -> str:
 
 
 def bench_done(ns: argparse.Namespace, path: Path) -> tuple[int, int]:
-    """(rows of this bench ops run already in `path`, rows it would write)."""
+    """(rows of this bench ops run already in `path` from this machine, rows it would write)."""
     from jaxseq.bench import ops_bench
     from jaxseq.bench.sweep import read_jsonl
+    from jaxseq.studies.base import own_records
 
     try:
         expected = [p for _, _, pts in ops_bench._cases(ns) for p in pts]
     except Exception:  # bench ops changed its internals: never skip
         return 0, -1
-    have = {_point_key(r["point"]) for r in read_jsonl(path)
+    have = {_point_key(r["point"]) for r in own_records(read_jsonl(path))
             if isinstance(r.get("point"), dict) and r.get("status")}
     return sum(_point_key(p) in have for p in expected), len(expected)
 
@@ -67,19 +71,26 @@ def _banner(i: int, n: int, text: str) -> None:
     print(f"\n=== [study {i}/{n}] {text} ===", flush=True)
 
 
-def run_study(out: str | Path, preset: str = "cpu", *, skip_bench: bool = False,
+def run_study(out: str | Path | None = None, preset: str = "cpu", *, skip_bench: bool = False,
               bench_args: list[str] | None = None, force: bool = False, trace: bool = True,
               timeout_s: float | None = None, peak_tflops: float | None = None,
               progress: bool = True) -> dict[str, Any]:
-    """Run bench ops, the scale preset and the report into `out`; return what each step did."""
+    """Run bench ops, the scale preset and the report into `out`; return what each step did.
+
+    `out` None: this machine's folder (`jaxseq.studies.scaling.sweep.resolve_out`).
+    """
+    from jaxseq.bench.sweep import machine_fingerprint, machine_id, machine_label
     from jaxseq.studies.scaling import report, sweep as scale
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if preset not in scale.PRESETS:
         raise ValueError(f"--preset must be one of {tuple(scale.PRESETS)}, got {preset!r}")
+    scale.grow_gpu_memory()
+    out = scale.resolve_out(out, preset)
+    out.mkdir(parents=True, exist_ok=True)
+    fp = machine_fingerprint()
+    print(f"jaxseq study -> {out}\nmachine: {machine_label(fp)} (id {machine_id(fp)})", flush=True)
     bench_path = out / report.BENCH_OPS
-    summary: dict[str, Any] = {"out": str(out), "steps": {}}
+    summary: dict[str, Any] = {"out": str(out), "machine_id": machine_id(fp), "steps": {}}
     failed = False
     t_all = time.perf_counter()
 
@@ -94,8 +105,10 @@ def run_study(out: str | Path, preset: str = "cpu", *, skip_bench: bool = False,
         ns = bench_namespace(argv + ["--out", str(bench_path), "--verbose"])
         have, want = bench_done(ns, bench_path)
         if want > 0 and have == want and not force:
-            summary["steps"]["bench"] = f"skipped: all {want} rows already in {bench_path}"
-            print(f"all {want} rows already in {bench_path}; skipped (--force reruns it)")
+            summary["steps"]["bench"] = (f"skipped: all {want} rows already in {bench_path} "
+                                         "for this machine")
+            print(f"all {want} rows already in {bench_path} for this machine; skipped "
+                  "(--force reruns it)")
         else:
             print(f"jaxseq bench ops {shlex.join(argv)} -> {bench_path}"
                   + (f" ({have} of {want} rows there; running all)" if have else ""), flush=True)
@@ -168,7 +181,8 @@ def add_parser(subparsers: Any) -> None:
     """Register `jaxseq study`."""
     p = subparsers.add_parser("study", help="bench ops + scale sweep + report into one folder",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="profiles/cpu-2core", help="study folder (default %(default)s)")
+    p.add_argument("--out", help="study folder (default: this machine's profiles/<machine>/, or "
+                   "profiles/<machine>/<preset>/ for presets other than cpu and gpu)")
     p.add_argument("--preset", default="cpu", help="scale preset (default %(default)s)")
     p.add_argument("--skip-bench", action="store_true", help="do not run bench ops")
     p.add_argument("--quick", action="store_true", help="bench ops --quick (short lengths)")

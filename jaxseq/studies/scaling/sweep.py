@@ -1,10 +1,10 @@
 """`jaxseq scale`: resumable scaling sweeps over model × length × batch × precision × mode × devices.
 
-    jaxseq scale --preset cpu --out profiles/cpu-2core [--trace] [--models lstm mingru]
+    jaxseq scale --preset cpu [--out DIR] [--trace] [--models lstm mingru]
                  [--lengths 256 1024] [--trace-only]
 
-Writes `DIR/results.jsonl` (one record per point, see `jaxseq.bench.sweep`; rerunning skips finished
-points) and, with `--trace`, `DIR/traces/<model>_T<len>_<dtype>/` (one `jax.profiler` trace of one
+Writes `DIR/results.jsonl` (one record per point, see `jaxseq.bench.sweep`; rerunning skips the points
+this machine finished, never another machine's) and, with `--trace`, `DIR/traces/<model>_T<len>_<dtype>/` (one `jax.profiler` trace of one
 warmed-up step per model at its smallest and a short length: a scan's trace grows with T). Presets:
 
 - smoke: a few tiny points, < 1 min (used by the tests);
@@ -12,6 +12,9 @@ warmed-up step per model at its smallest and a short length: a scan's trace grow
 - gpu:   one H100/H200, about 7 min (the issue's GPU targets first, then bf16/float16/float32 up to
          T=16384 with the cuDNN backends);
 - full:  everything (hours).
+
+DIR defaults to this machine's folder: `profiles/<machine_slug>/` for the study presets (cpu, gpu),
+`profiles/<machine_slug>/<preset>/` for the others, so a smoke run never lands among the study's points.
 
 Device-count points (data parallel, `pmap` and sharded `jit`) run in their own worker process with
 `--xla_force_host_platform_device_count=N` set before jax is imported (fake CPU devices), or on real
@@ -31,8 +34,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRESETS", "Grid", "Preset", "build_points", "run_point", "env_for", "run_scale",
-           "trace_points", "write_traces", "dir_size", "add_parser", "main"]
+__all__ = ["PRESETS", "STUDY_PRESETS", "Grid", "Preset", "build_points", "run_point", "env_for",
+           "run_scale", "default_folder", "resolve_out", "trace_points", "write_traces", "dir_size",
+           "add_parser", "main"]
 
 PEAK_ENV = "JAXSEQ_PEAK_TFLOPS"  # --peak-tflops reaches the worker processes through this
 
@@ -188,6 +192,32 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# Presets whose results are the machine's scaling study (profiles/<machine_slug>/ itself); the
+# others write into a subfolder named after the preset.
+STUDY_PRESETS = ("cpu", "gpu")
+
+
+def grow_gpu_memory() -> None:
+    """Let GPU allocators grow instead of taking 75% up front (before any jax backend starts).
+
+    A GPU worker and this process would each grab 75% of the device memory by default; this must be
+    set before the backend starts (reading the machine fingerprint starts it), and workers inherit it.
+    """
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
+def default_folder(preset: str) -> str:
+    """The default output folder of `preset` inside profiles/<machine_slug>/ ("" = that folder)."""
+    return "" if preset in STUDY_PRESETS else preset
+
+
+def resolve_out(out: str | os.PathLike | None, preset: str) -> Path:
+    """`out` as given, else this machine's folder for `preset` (see `default_folder`)."""
+    from jaxseq.studies.base import resolve_out as _resolve
+
+    return _resolve(out, default_folder(preset))
+
+
 def _grid_points(g: Grid, warmup: int, repeats: int) -> list[dict[str, Any]]:
     # Shortest lengths first, every model at one length before the next: a sweep cut short by an
     # overall time limit loses its longest (slowest) points, not whole models.
@@ -339,7 +369,9 @@ def write_traces(out_dir: Path, points: list[dict[str, Any]], per_model: int = 2
                 for _ in range(2):
                     jax.block_until_ready(compiled(*w.args))
                 with jax.profiler.trace(str(logdir)):
-                    jax.block_until_ready(compiled(*w.args))
+                    # The annotation covers the finished step, so XProf's Overview shows its real time.
+                    with jax.profiler.StepTraceAnnotation("train", step_num=0):
+                        jax.block_until_ready(compiled(*w.args))
                 written.append(str(logdir))
             except Exception as e:  # a trace is a convenience: report and go on
                 print(f"trace {name}: {type(e).__name__}: {e}"[:300], file=sys.stderr)
@@ -402,18 +434,19 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, old)
 
 
-def run_scale(preset: str, out: str | os.PathLike, *, models: list[str] | None = None,
+def run_scale(preset: str, out: str | os.PathLike | None = None, *,
+              models: list[str] | None = None,
               lengths: list[int] | None = None, trace: bool = False, trace_only: bool = False,
               timeout_s: float | None = None, peak_tflops: float | None = None,
               retry_errors: bool = False, devices: bool = True, fresh_process: bool = False,
               progress: bool = True) -> list[dict[str, Any]]:
     """Run a preset into `out/results.jsonl`; return the records written by this call.
 
-    `trace` writes the traces after the sweep; `trace_only` writes them without running the sweep.
+    `out` None: this machine's folder (`resolve_out`). Points this machine already recorded there are
+    skipped; other machines' records are left alone and do not count as done. `trace` writes the
+    traces after the sweep; `trace_only` writes them without running the sweep.
     """
-    # A GPU worker and this process would each grab 75% of the device memory by default; let the
-    # allocators grow instead (must be set before the backend starts; workers inherit it).
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    grow_gpu_memory()
     import jax
 
     from jaxseq.bench.sweep import Sweep
@@ -431,7 +464,7 @@ def run_scale(preset: str, out: str | os.PathLike, *, models: list[str] | None =
         raise ValueError("no points to run (check --models against the models this backend has)")
     if peak_tflops is not None:
         os.environ[PEAK_ENV] = str(peak_tflops)
-    out_dir = Path(out)
+    out_dir = resolve_out(out, preset)
     out_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
     if not trace_only:
@@ -441,8 +474,12 @@ def run_scale(preset: str, out: str | os.PathLike, *, models: list[str] | None =
                       progress=progress, desc=f"scale:{preset}")
         skipped = len(points) - len(sweep.pending())
         if skipped:
-            print(f"{skipped} of {len(points)} points already in {sweep.path}; running the rest",
-                  flush=True)
+            print(f"{skipped} of {len(points)} points already in {sweep.path} for this machine "
+                  f"(id {sweep.machine_id}); running the rest", flush=True)
+        foreign = sweep.foreign_records()
+        if foreign:
+            print(f"{sum(foreign.values())} records of {len(foreign)} other machine(s) in "
+                  f"{sweep.path} are not resumed from (ids {', '.join(foreign)})", flush=True)
         with _sigterm_as_interrupt():
             records = sweep.run()
     if trace or trace_only:
@@ -455,9 +492,14 @@ def run_scale(preset: str, out: str | os.PathLike, *, models: list[str] | None =
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from jaxseq.bench.sweep import machine_fingerprint, machine_id
     from jaxseq.bench.timing import format_table
 
-    records = run_scale(args.preset, args.out, models=args.models, lengths=args.lengths,
+    grow_gpu_memory()
+    out = resolve_out(args.out, args.preset)
+    fp = machine_fingerprint()
+    print(f"jaxseq scale --preset {args.preset} -> {out} (machine {machine_id(fp)})", flush=True)
+    records = run_scale(args.preset, out, models=args.models, lengths=args.lengths,
                         trace=args.trace, trace_only=args.trace_only, timeout_s=args.timeout,
                         peak_tflops=args.peak_tflops,
                         retry_errors=args.retry_errors, devices=not args.no_devices,
@@ -465,7 +507,7 @@ def _cmd(args: argparse.Namespace) -> int:
     if records:
         print(format_table(summary_rows(records), _SUMMARY_COLUMNS))
     bad = sum(r["status"] != "ok" for r in records)
-    print(f"{len(records)} points run ({bad} not ok) -> {Path(args.out) / 'results.jsonl'}")
+    print(f"{len(records)} points run ({bad} not ok) -> {out / 'results.jsonl'}")
     return 0
 
 
@@ -474,7 +516,8 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("scale", help="resumable scaling sweep (results.jsonl, traces)",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=tuple(PRESETS), default="smoke")
-    p.add_argument("--out", required=True, help="output folder (results.jsonl, traces/)")
+    p.add_argument("--out", help="output folder (results.jsonl, traces/); default: this machine's "
+                   "profiles/<machine>/ (cpu, gpu presets) or profiles/<machine>/<preset>/")
     p.add_argument("--models", nargs="+", help="models to run (replaces the preset's list)")
     p.add_argument("--lengths", nargs="+", type=int, help="sequence lengths (replaces the preset's)")
     p.add_argument("--trace", action="store_true", help="write jax.profiler traces into OUT/traces")

@@ -1,0 +1,176 @@
+"""The machine-aware part of the study contract, shared by every study.
+
+A result belongs to the machine that measured it. Each study therefore
+
+- writes by default into this machine's folder, `profiles/<machine_slug>/<study folder>/`
+  (`default_out`, `resolve_out`), so a fresh clone measures instead of finding another machine's
+  points already done;
+- appends records that carry the machine's fingerprint and id (`append_record`, or
+  `jaxseq.bench.sweep.environment_info` / `Sweep`, which add them too);
+- resumes only its own machine's records (`own_records`, `is_this_machine`): a folder holding
+  another machine's points makes this machine run them, never skip them;
+- reports on one machine at a time (`select_machine`: the newest machine in the folder, or the one
+  asked for), says which one and what it left out (`MachineRecords.note`), and puts the committed
+  reference folders beside it (`reference_folders`, `reference_records`).
+
+Records written before fingerprints existed (the committed `profiles/` folders) read fine: they get a
+fingerprint derived from their `device`/`versions` fields, marked legacy, so they serve as
+references and no live machine ever resumes from them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from jaxseq.bench.sweep import (PROFILES_ROOT, append_jsonl, machine_fields, machine_fingerprint,
+                                machine_folder, machine_id, machine_label, machine_slug, read_jsonl,
+                                record_fingerprint, record_machine_id)
+
+__all__ = ["PROFILES_ROOT", "REPO_PROFILES", "default_out", "resolve_out", "append_record",
+           "is_this_machine", "own_records", "by_machine", "newest_machine", "MachineRecords",
+           "select_machine", "reference_folders", "reference_records", "this_machine_id"]
+
+# The repository's committed profiles/ (present in a source checkout; absent in an installed wheel).
+REPO_PROFILES = Path(__file__).resolve().parents[2] / PROFILES_ROOT
+
+
+def this_machine_id(fp: dict[str, Any] | None = None) -> str:
+    """The id of `fp` (default: this process's machine)."""
+    return machine_id(machine_fingerprint() if fp is None else fp)
+
+
+def default_out(*parts: str, fp: dict[str, Any] | None = None,
+                root: str | os.PathLike = PROFILES_ROOT) -> Path:
+    """`profiles/<machine_slug>/<parts...>`: this machine's default output folder for a study."""
+    return machine_folder(*parts, fp=fp, root=root)
+
+
+def resolve_out(out: str | os.PathLike | None, *parts: str, fp: dict[str, Any] | None = None) -> Path:
+    """An explicit `--out` as given, else `default_out(*parts)`."""
+    return Path(out) if out else default_out(*parts, fp=fp)
+
+
+def append_record(path: str | os.PathLike, record: dict[str, Any], *,
+                  fp: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Append `record` with this machine's fingerprint and id (unless it has them); return it."""
+    if not isinstance(record.get("fingerprint"), dict):
+        record = {**record, **machine_fields(fp)}
+    append_jsonl(path, record)
+    return record
+
+
+def is_this_machine(rec: dict[str, Any], fp: dict[str, Any] | None = None) -> bool:
+    """True when `rec` was written on this machine (`fp`, default this process's)."""
+    return record_machine_id(rec) == this_machine_id(fp)
+
+
+def own_records(records: Iterable[dict[str, Any]], fp: dict[str, Any] | None = None
+                ) -> list[dict[str, Any]]:
+    """The records of this machine: what a resume may skip."""
+    mid = this_machine_id(fp)
+    return [r for r in records if record_machine_id(r) == mid]
+
+
+def by_machine(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """{machine id: its records}, machines in order of first appearance."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        out.setdefault(record_machine_id(r), []).append(r)
+    return out
+
+
+def newest_machine(records: Sequence[dict[str, Any]], exclude: Iterable[str] = ()) -> str | None:
+    """The machine with the latest record (by `timestamp`; without timestamps, the last in the file).
+
+    Machines in `exclude` are passed over; None when no other machine is left.
+    """
+    skip = set(exclude)
+    best: tuple[str, int] | None = None
+    best_id = None
+    for i, r in enumerate(records):
+        mid = record_machine_id(r)
+        if mid in skip:
+            continue
+        # ISO timestamps in UTC sort as text; a record without one counts as older than any with one.
+        key = (str(r.get("timestamp") or ""), i)
+        if best is None or key >= best:
+            best, best_id = key, mid
+    return best_id
+
+
+@dataclasses.dataclass
+class MachineRecords:
+    """The records of one machine out of a folder's records, and what was left out."""
+
+    machine_id: str | None
+    fingerprint: dict[str, Any] | None
+    records: list[dict[str, Any]]
+    others: dict[str, tuple[dict[str, Any], int]]  # other machine id -> (fingerprint, record count)
+
+    @property
+    def slug(self) -> str | None:
+        return machine_slug(self.fingerprint) if self.fingerprint else None
+
+    @property
+    def label(self) -> str:
+        return machine_label(self.fingerprint) if self.fingerprint else "no records"
+
+    @property
+    def legacy(self) -> bool:
+        return bool(self.fingerprint and self.fingerprint.get("legacy"))
+
+    def note(self) -> str:
+        """One sentence: which machine the numbers are from, and which records were left out."""
+        text = (f"Machine: {self.label} (`{self.slug}`, id `{self.machine_id}`); "
+                f"{len(self.records)} records.")
+        if self.others:
+            parts = [f"{n} of `{machine_slug(fp)}` (id `{mid}`{', legacy' if fp.get('legacy') else ''})"
+                     for mid, (fp, n) in self.others.items()]
+            text += (" Records of other machines in this folder are left out (one machine per "
+                     "report; `--machine ID` picks another): " + ", ".join(parts) + ".")
+        return text
+
+
+def select_machine(records: Sequence[dict[str, Any]], machine: str | None = None,
+                   exclude: Iterable[str] = ()) -> MachineRecords:
+    """The records of one machine: `machine` (an id, an id prefix or a slug) or else the newest.
+
+    ValueError naming the machines present when `machine` matches none of them, or several.
+    """
+    groups = by_machine(records)
+    fps = {mid: record_fingerprint(recs[0]) for mid, recs in groups.items()}
+    if machine:
+        hits = [mid for mid in groups if mid.startswith(machine) or machine_slug(fps[mid]) == machine]
+        if len(hits) != 1:
+            known = ", ".join(f"{mid} ({machine_slug(fps[mid])})" for mid in groups) or "none"
+            what = "matches none" if not hits else "matches several"
+            raise ValueError(f"--machine {machine!r} {what} of the machines in these records: {known}")
+        chosen: str | None = hits[0]
+    else:
+        chosen = newest_machine(records, exclude)
+    if chosen is None:
+        return MachineRecords(None, None, [], {m: (fps[m], len(g)) for m, g in groups.items()})
+    return MachineRecords(chosen, fps[chosen], groups[chosen],
+                          {m: (fps[m], len(g)) for m, g in groups.items() if m != chosen})
+
+
+def reference_folders(folder: str | os.PathLike, names: Sequence[str]) -> list[Path]:
+    """The committed reference folders `names` (e.g. "cpu-2core", "h200") for a study folder.
+
+    Looked up in the `profiles/` folder that holds `folder` (the nearest parent called profiles),
+    else in the repository's own `profiles/`; missing ones are left out.
+    """
+    folder = Path(folder).resolve()
+    roots = [p for p in (folder, *folder.parents) if p.name == PROFILES_ROOT][:1] + [REPO_PROFILES]
+    for root in roots:
+        found = [root / n for n in names if (root / n).is_dir()]
+        if found:
+            return found
+    return []
+
+
+def reference_records(path: str | os.PathLike, exclude: Iterable[str] = ()) -> MachineRecords:
+    """One reference machine's records of a JSONL file: its newest machine not in `exclude`."""
+    return select_machine(read_jsonl(path), exclude=exclude)
