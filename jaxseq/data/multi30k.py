@@ -208,19 +208,22 @@ def _check_boundaries(boundaries: Sequence[int]) -> tuple[int, ...]:
 
 def make_batches(src_ids: Sequence[np.ndarray], tgt_ids: Sequence[np.ndarray], *, tokens_per_batch: int = 2048,
                  boundaries: Sequence[int] = DEFAULT_BOUNDARIES, shuffle: bool = True, seed: int = 0,
-                 epoch: int = 0, drop_longer: bool = True) -> list[dict[str, np.ndarray]]:
+                 epoch: int = 0, drop_longer: bool = True, row_multiple: int = 1) -> list[dict[str, np.ndarray]]:
     """Length-bucketed batches of one pass over the pairs (see the module docstring for the layout).
 
     A pair goes to the bucket of ``max(len(src), len(tgt) + 1)`` (the target gains BOS/EOS); each bucket's
     batches have ``tokens_per_batch // boundary`` rows (at least 1), its last batch filled with empty rows
     (length 0). With ``shuffle``, pairs are shuffled within buckets and batches across buckets by
     ``(seed, epoch)``; without it, the order is by bucket then by index. Pairs longer than the largest
-    boundary are skipped when ``drop_longer`` (else ValueError).
+    boundary are skipped when ``drop_longer`` (else ValueError). ``row_multiple`` rounds each bucket's rows
+    down to a multiple of it (at least one multiple), so a batch splits evenly over that many devices.
     """
     if len(src_ids) != len(tgt_ids):
         raise ValueError(f"src_ids and tgt_ids must have the same length, got {len(src_ids)} and {len(tgt_ids)}")
     if isinstance(tokens_per_batch, bool) or not isinstance(tokens_per_batch, int) or tokens_per_batch < 1:
         raise ValueError(f"tokens_per_batch must be a positive int, got {tokens_per_batch!r}")
+    if isinstance(row_multiple, bool) or not isinstance(row_multiple, int) or row_multiple < 1:
+        raise ValueError(f"row_multiple must be a positive int, got {row_multiple!r}")
     bounds = _check_boundaries(boundaries)
     groups: dict[int, list[int]] = {b: [] for b in bounds}
     for i, (s, t) in enumerate(zip(src_ids, tgt_ids)):
@@ -238,7 +241,7 @@ def make_batches(src_ids: Sequence[np.ndarray], tgt_ids: Sequence[np.ndarray], *
         idx = np.asarray(idx)
         if shuffle:
             idx = idx[rng.permutation(len(idx))]
-        rows = max(1, tokens_per_batch // b)
+        rows = max(row_multiple, tokens_per_batch // b // row_multiple * row_multiple)
         for start in range(0, len(idx), rows):
             out.append(_pack([src_ids[i] for i in idx[start:start + rows]],
                              [tgt_ids[i] for i in idx[start:start + rows]], rows, b))

@@ -1,4 +1,9 @@
-"""GNMT-style recurrent encoder-decoder with attention (Wu et al. 2016; Luong et al. 2015).
+"""Translation models: a GNMT-style recurrent encoder-decoder with attention (Wu et al. 2016; Luong et al.
+2015) and a Transformer encoder-decoder (Vaswani et al. 2017), on one decoding interface.
+
+Both take ``src [batch, S]`` ids with ``src_lengths [batch]`` and teacher-forced ``tgt_in [batch, T]`` and return
+logits ``[batch, T, tgt_vocab]``; both decode through ``init_cache(src, src_lengths, max_len=...)`` and
+``step(tokens [n], cache, t) -> (log_probs, cache)``, which ``translate`` hands to ``jaxseq.models.decode``.
 
 ``Seq2SeqAttention(src_vocab, tgt_vocab, *, d_model, encoder_layers, decoder_layers, score, ...)``:
 
@@ -28,11 +33,12 @@ from jaxseq import nn as jnn
 from jaxseq.nn.recurrent import OpParams
 from jaxseq.nn.signature import init_signature
 from jaxseq.ops import alignment as al
+from jaxseq.models import decode as _decode
 from jaxseq.ops import rnn as ops_rnn
 
 Array = jax.Array
 
-__all__ = ["Seq2SeqAttention", "Seq2SeqCache", "lstm_cell"]
+__all__ = ["Seq2SeqAttention", "Seq2SeqCache", "TransformerSeq2Seq", "lstm_cell", "translate"]
 
 
 def lstm_cell(p: ops_rnn.LSTMParams, x: Array, h: Array, c: Array) -> tuple[Array, Array]:
@@ -143,8 +149,9 @@ class Seq2SeqAttention(nnx.Module):
             logits = self.tgt_embed.attend(a) if self.out is None else self.out(a)
             return logits + self.out_bias[...]
 
-    def init_cache(self, src: Array, src_lengths: Array) -> Seq2SeqCache:
-        """The decoder state before the first target token (encodes the source)."""
+    def init_cache(self, src: Array, src_lengths: Array, *, max_len: int | None = None) -> Seq2SeqCache:
+        """The decoder state before the first target token (encodes the source; ``max_len`` is not needed:
+        the recurrent state does not grow with the output)."""
         enc, mask = self.encode(src, src_lengths)
         n, L, d = enc.shape[0], len(self.decoder), self.d_model
         zeros = jnp.zeros((n, L, d), enc.dtype)
@@ -178,3 +185,127 @@ class Seq2SeqAttention(nnx.Module):
         a = self.dropout(jnp.swapaxes(a, 0, 1))
         logits = self._logits(a)
         return (logits, jnp.swapaxes(w, 0, 1)) if return_attention else logits
+
+
+@init_signature
+class TransformerSeq2Seq(nnx.Module):
+    """Pre-norm Transformer encoder-decoder (``jaxseq.nn.TransformerEncoder``/``TransformerDecoder``).
+
+    Token embeddings are scaled by ``sqrt(d_model)`` and get sinusoidal (or learned / RoPE) positions;
+    ``shared_embeddings`` uses one table for source and target (a joint vocabulary: ``src_vocab ==
+    tgt_vocab``), ``tie_embeddings`` reuses the target table as the output layer. Decoding keeps each
+    decoder block's keys/values (``jaxseq.nn.DecoderCache``): a step costs one position, not a recomputation
+    of the prefix.
+    """
+
+    def __init__(
+        self,
+        src_vocab: int,
+        tgt_vocab: int,
+        *,
+        d_model: int = 256,
+        num_heads: int = 4,
+        encoder_layers: int = 3,
+        decoder_layers: int = 3,
+        mlp_ratio: int = 4,
+        dropout: float = 0.1,
+        positional: str = "sinusoidal",
+        max_len: int = 256,
+        shared_embeddings: bool = False,
+        tie_embeddings: bool = True,
+        rngs: nnx.Rngs,
+    ):
+        for name, v in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab), ("d_model", d_model),
+                        ("max_len", max_len)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"TransformerSeq2Seq: {name} must be a positive int, got {v!r}")
+        if shared_embeddings and src_vocab != tgt_vocab:
+            raise ValueError(f"TransformerSeq2Seq: shared_embeddings needs one vocabulary, got src_vocab={src_vocab}"
+                             f" and tgt_vocab={tgt_vocab}")
+        self.d_model, self.max_len = d_model, max_len
+        self.shared_embeddings, self.tie_embeddings = bool(shared_embeddings), bool(tie_embeddings)
+        self.tgt_embed = jnn.Embedding(tgt_vocab, d_model, rngs=rngs)
+        self.src_embed = None if self.shared_embeddings else jnn.Embedding(src_vocab, d_model, rngs=rngs)
+        common = dict(positional=positional, max_len=max_len, mlp_ratio=mlp_ratio, dropout=dropout, rngs=rngs)
+        self.encoder = jnn.TransformerEncoder(d_model, num_heads, encoder_layers, **common)
+        self.decoder = jnn.TransformerDecoder(d_model, num_heads, decoder_layers, cross_attention=True, **common)
+        self.out = None if self.tie_embeddings else nnx.Linear(d_model, tgt_vocab, rngs=rngs)
+        self.out_bias = nnx.Param(jnp.zeros((tgt_vocab,)))
+
+    def _embed(self, table: jnn.Embedding, ids: Array) -> Array:
+        with jax.named_scope("embedding"):
+            return table(ids) * jnp.sqrt(jnp.float32(self.d_model))
+
+    def _logits(self, y: Array) -> Array:
+        with jax.named_scope("output"):
+            logits = self.tgt_embed.attend(y) if self.out is None else self.out(y)
+            return logits + self.out_bias[...]
+
+    def encode(self, src: Array, src_lengths: Array) -> tuple[Array, Array]:
+        """(memory [batch, S, d_model], src_lengths)."""
+        src, src_lengths = jnp.asarray(src), jnp.asarray(src_lengths)
+        if src.ndim != 2 or src_lengths.shape != src.shape[:1]:
+            raise ValueError(f"src must be [batch, S] and src_lengths [batch], got {src.shape} and {src_lengths.shape}")
+        table = self.tgt_embed if self.shared_embeddings else self.src_embed
+        return self.encoder(self._embed(table, src), lengths=src_lengths), src_lengths
+
+    def __call__(self, src: Array, src_lengths: Array, tgt_in: Array, *,
+                 tgt_lengths: Array | None = None) -> Array:
+        """Teacher-forced logits ``[batch, T, tgt_vocab]``."""
+        tgt_in = jnp.asarray(tgt_in)
+        if tgt_in.ndim != 2 or tgt_in.shape[0] != jnp.shape(src)[0]:
+            raise ValueError(f"tgt_in must be [batch={jnp.shape(src)[0]}, T], got shape {tgt_in.shape}")
+        memory, src_lengths = self.encode(src, src_lengths)
+        y = self.decoder(self._embed(self.tgt_embed, tgt_in), memory, lengths=tgt_lengths,
+                         memory_lengths=src_lengths)
+        return self._logits(y)
+
+    def cross_attention_weights(self, src: Array, src_lengths: Array, tgt_in: Array, *, layer: int = -1,
+                                head: int = 0) -> Array:
+        """One cross-attention head's weights ``[batch, T, S]`` (float32) in decoder block ``layer``, for plots."""
+        memory, src_lengths = self.encode(src, src_lengths)
+        dec = self.decoder
+        layer = range(len(dec.blocks))[layer]
+        x = dec._add_positions(self._embed(self.tgt_embed, jnp.asarray(tgt_in)))
+        for i, block in enumerate(dec.blocks):
+            if i == layer:
+                h = x + block.attn(block.norm_attn(x), is_causal=True)
+                ca = block.cross_attn
+                q = ca._heads(ca.query(block.norm_cross(h)))[:, :, head]
+                k = ca._heads(ca.key(memory))[:, :, head * ca.num_kv_heads // ca.num_heads]
+                scores = jnp.einsum("btd,bsd->bts", q, k, preferred_element_type=jnp.float32) / jnp.sqrt(
+                    jnp.float32(ca.head_dim))
+                valid = jnp.arange(memory.shape[1])[None, None, :] < src_lengths[:, None, None]
+                return jax.nn.softmax(jnp.where(valid, scores, jnp.finfo(jnp.float32).min), axis=-1)
+            x = block(x, memory, is_causal=True, context_lengths=src_lengths)
+        raise AssertionError("unreachable")
+
+    def init_cache(self, src: Array, src_lengths: Array, *, max_len: int) -> jnn.DecoderCache:
+        """Encodes the source and projects each decoder block's cross-attention keys/values once."""
+        memory, src_lengths = self.encode(src, src_lengths)
+        return self.decoder.init_cache(memory.shape[0], max_len, memory, src_lengths, dtype=memory.dtype)
+
+    def step(self, tokens: Array, cache: jnn.DecoderCache, t: Array) -> tuple[Array, jnn.DecoderCache]:
+        """``jaxseq.models.decode`` step: tokens [n] -> (log-probs [n, tgt_vocab] float32, cache)."""
+        y, cache = self.decoder.decode_step(self._embed(self.tgt_embed, tokens[:, None]), cache, t)
+        return jax.nn.log_softmax(self._logits(y[:, 0]).astype(jnp.float32), axis=-1), cache
+
+
+def translate(model: Seq2SeqAttention | TransformerSeq2Seq, src: Array, src_lengths: Array, *, max_len: int,
+              beam_size: int = 5, alpha: float = 0.6, max_len_ratio: float = 1.5, max_len_extra: int = 10,
+              bos: int = 2, eos: int = 3) -> Array:
+    """Best translation per source sentence: ``[batch, max_len]`` ids (PAD after EOS).
+
+    ``beam_size=1`` is greedy search. Each row stops by ``ceil(max_len_ratio * src_length) + max_len_extra``
+    output tokens (at most ``max_len``). Jit it (e.g. ``nnx.jit(translate, static_argnames=...)``) to compile
+    once per (batch, source width, max_len).
+    """
+    batch = int(jnp.shape(src)[0])
+    cache = model.init_cache(src, src_lengths, max_len=max_len)
+    limits = _decode.max_lengths_from_ratio(src_lengths, max_len_ratio, max_len_extra, max_len)
+    if beam_size == 1:
+        return _decode.greedy_search(model.step, cache, batch_size=batch, max_len=max_len, bos=bos, eos=eos,
+                                     max_lengths=limits)
+    seqs, _ = _decode.beam_search(model.step, cache, batch_size=batch, max_len=max_len, beam_size=beam_size,
+                                  alpha=alpha, bos=bos, eos=eos, max_lengths=limits)
+    return seqs[:, 0]

@@ -133,3 +133,9 @@ def test_long_pairs_dropped_or_refused():
         M.make_batches(src, tgt, boundaries=(8, 16), drop_longer=False)
     with pytest.raises(ValueError, match="boundaries must be increasing"):
         M.make_batches(src, tgt, boundaries=(16, 8))
+
+
+def test_row_multiple_rounds_rows():
+    src, tgt = _pairs(np.random.default_rng(2), 50, 20)
+    for b in M.make_batches(src, tgt, tokens_per_batch=200, boundaries=(8, 16, 32), row_multiple=4):
+        assert b["src"].shape[0] % 4 == 0 and b["src"].shape[0] <= max(4, 200 // b["src"].shape[1])

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from jaxseq.models import decode as D
-from jaxseq.models.seq2seq import Seq2SeqAttention
+from jaxseq.models.seq2seq import Seq2SeqAttention, TransformerSeq2Seq, translate
 
 BOS, EOS = 2, 3
 
@@ -71,11 +71,60 @@ def _copy_batch(rng, n, vocab=12, max_len=5):
     return src, lens.astype(np.int32), tgt_in, tgt_out, lens + 1
 
 
+def _transformer(**kw):
+    cfg = dict(d_model=16, num_heads=2, encoder_layers=2, decoder_layers=2, dropout=0.0, max_len=16)
+    cfg.update(kw)
+    m = TransformerSeq2Seq(20, 24 if not kw.get("shared_embeddings") else 20, rngs=nnx.Rngs(0), **cfg)
+    m.eval()
+    return m
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(shared_embeddings=True), dict(tie_embeddings=False, positional="rope")])
+def test_transformer_cached_decode_equals_uncached(kw):
+    m = _transformer(**kw)
+    rng = np.random.default_rng(0)
+    src = jnp.asarray(rng.integers(4, 20, (3, 7)), jnp.int32)
+    lengths = jnp.array([7, 4, 1])
+    tgt_in = jnp.asarray(np.c_[np.full(3, BOS), rng.integers(4, 20, (3, 5))], jnp.int32)
+    logits = m(src, lengths, tgt_in)
+    assert logits.shape == (3, 6, m.tgt_embed.num_embeddings)
+    cache = m.init_cache(src, lengths, max_len=8)
+    for t in range(tgt_in.shape[1]):
+        logp, cache = m.step(tgt_in[:, t], cache, t)
+        np.testing.assert_allclose(logp, jax.nn.log_softmax(logits[:, t]), rtol=1e-4, atol=1e-4)
+    # source padding changes no output
+    padded = jnp.concatenate([src, jnp.zeros((3, 3), jnp.int32)], axis=1)
+    np.testing.assert_allclose(m(padded, lengths, tgt_in), logits, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="shared_embeddings needs one vocabulary"):
+        TransformerSeq2Seq(10, 12, d_model=8, num_heads=2, shared_embeddings=True, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("model", [Seq2SeqAttention, TransformerSeq2Seq])
+def test_translate_beam_one_is_greedy(model):
+    m = _model() if model is Seq2SeqAttention else _transformer()
+    src = jnp.asarray(np.random.default_rng(2).integers(4, 20, (4, 6)), jnp.int32)
+    lengths = jnp.array([6, 5, 2, 1])
+    g = translate(m, src, lengths, max_len=9, beam_size=1)
+    b = translate(m, src, lengths, max_len=9, beam_size=5)
+    cache = m.init_cache(src, lengths, max_len=9)
+    b1, _ = D.beam_search(m.step, cache, batch_size=4, max_len=9, beam_size=1,
+                          max_lengths=D.max_lengths_from_ratio(lengths, 1.5, 10, 9))
+    assert np.array_equal(np.asarray(g), np.asarray(b1)[:, 0])
+    assert g.shape == b.shape == (4, 9)
+
+
 @pytest.mark.slow
-def test_toy_copy_task_trains_and_decodes_exactly():
-    model = Seq2SeqAttention(12, 12, d_model=32, encoder_layers=2, decoder_layers=1, dropout=0.0,
-                             rngs=nnx.Rngs(0))
-    opt = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_toy_copy_task_trains_and_decodes_exactly(kind):
+    if kind == "lstm":
+        model = Seq2SeqAttention(12, 12, d_model=32, encoder_layers=2, decoder_layers=1, dropout=0.0,
+                                 rngs=nnx.Rngs(0))
+        steps, lr = 400, 1e-2
+    else:
+        model = TransformerSeq2Seq(12, 12, d_model=32, num_heads=4, encoder_layers=2, decoder_layers=2,
+                                   dropout=0.0, max_len=16, shared_embeddings=True, rngs=nnx.Rngs(0))
+        steps, lr = 500, 3e-3
+    opt = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
 
     @nnx.jit
     def train_step(model, opt, src, lens, tgt_in, tgt_out, tgt_lens):
@@ -90,21 +139,14 @@ def test_toy_copy_task_trains_and_decodes_exactly():
         return loss
 
     rng = np.random.default_rng(0)
-    for step in range(400):
+    for step in range(steps):
         loss = train_step(model, opt, *map(jnp.asarray, _copy_batch(rng, 32)))
     assert float(loss) < 0.05, float(loss)
     model.eval()
     src, lens, _, tgt_out, _ = _copy_batch(np.random.default_rng(1), 16)
-
-    @nnx.jit
-    def decode(model, src, lens):
-        cache = model.init_cache(src, lens)
-        g = D.greedy_search(model.step, cache, batch_size=16, max_len=8)
-        b, _ = D.beam_search(model.step, cache, batch_size=16, max_len=8, beam_size=3)
-        return g, b[:, 0]
-
-    g, b = decode(model, jnp.asarray(src), jnp.asarray(lens))
+    decode = nnx.jit(translate, static_argnames=("max_len", "beam_size"))
     want = np.zeros((16, 8), np.int32)
     want[:, :tgt_out.shape[1]] = tgt_out
-    assert np.array_equal(np.asarray(g), want)
-    assert np.array_equal(np.asarray(b), want)
+    for beam in (1, 3):
+        got = decode(model, jnp.asarray(src), jnp.asarray(lens), max_len=8, beam_size=beam)
+        assert np.array_equal(np.asarray(got), want), (beam, np.asarray(got)[:3], want[:3])

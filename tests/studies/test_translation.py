@@ -1,0 +1,120 @@
+"""Translation study (jaxseq translate): the smoke study end to end, the run/eval commands, bad input."""
+import json
+
+import numpy as np
+import pytest
+
+from jaxseq.cli import main
+from jaxseq.data import multi30k as M
+from jaxseq.studies import translation as T
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("translation")
+    path = T.run_study("smoke", out, progress=False)
+    return out, path
+
+
+def test_smoke_study_writes_records_report_and_plots(study):
+    out, report = study
+    recs = [json.loads(line) for line in (out / T.RESULTS).read_text().splitlines()]
+    finals = {r["model"]: r for r in recs if r["kind"] == "final"}
+    assert set(finals) == {"lstm", "transformer"}
+    for r in finals.values():
+        assert r["steps"] == 4 and not r["cut_by_budget"] and r["machine_id"]
+        for beam in ("beam1", "beam5"):
+            assert 0.0 <= r[beam]["bleu"] <= 100.0 and r[beam]["sentences_per_s"] > 0
+            assert r[beam]["bleu_signature"].startswith("nrefs:1|")
+        hm = r["attention"][0]
+        w = np.asarray(hm["weights"])
+        assert w.shape == (len(hm["tgt"]), len(hm["src"])) and np.allclose(w.sum(-1), 1.0, atol=1e-3)
+    curve = [r for r in recs if r["kind"] == "curve"]
+    assert {r["model"] for r in curve} == {"lstm", "transformer"}
+    text = report.read_text()
+    assert "| lstm |" in text and "| transformer |" in text and "sacrebleu signature" in text
+    assert "padding" in text
+    for png in ("bleu_vs_time.png", "attention_lstm.png", "attention_transformer.png"):
+        assert (out / png).stat().st_size > 1000
+    # a rerun skips finished models and rewrites the same report from the records
+    n = len(recs)
+    T.run_study("smoke", out, progress=False)
+    assert len((out / T.RESULTS).read_text().splitlines()) == n
+
+
+def test_run_and_eval_commands(study, tmp_path, capsys):
+    out, _ = study
+    run = out / "runs" / "lstm"
+    src = tmp_path / "in.en"
+    src.write_text("A man is running.\nTwo dogs play in the snow.\n")
+    assert main(["translate", "run", "--workdir", str(run), "--input", str(src), "--beam", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    ref = tmp_path / "ref.de"
+    ref.write_text("Ein Mann rennt.\nZwei Hunde spielen im Schnee.\n")
+    assert main(["translate", "eval", "--workdir", str(run), "--src", str(src), "--ref", str(ref), "--beam", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "BLEU" in printed and "BLEU signature: nrefs:1" in printed and "chrF signature" in printed
+
+
+def test_bad_input_is_one_line_exit_2(study, tmp_path, capsys):
+    out, _ = study
+    run = out / "runs" / "transformer"
+    good = tmp_path / "a.en"
+    good.write_text("one\ntwo\n")
+    short = tmp_path / "b.de"
+    short.write_text("eins\n")
+    empty = tmp_path / "e.en"
+    empty.write_text("")
+    cases = [
+        (["translate", "run", "--workdir", str(run), "--input", str(tmp_path / "missing.en")], "no such file"),
+        (["translate", "run", "--workdir", str(run), "--input", str(empty)], "is empty"),
+        (["translate", "eval", "--workdir", str(run), "--src", str(good), "--ref", str(short)],
+         "--src has 2 lines but --ref has 1"),
+        (["translate", "run", "--workdir", str(tmp_path), "--input", str(good)], "no trained translation run"),
+    ]
+    for argv, msg in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert msg in err and len(err.splitlines()) == 1, err
+
+
+def test_resume_with_other_data_settings_is_refused(study):
+    out, _ = study
+    before = (out / T.SETTINGS).read_text()
+    with pytest.raises(ValueError, match="other data settings .*vocab_size: run 200, now 300"):
+        T.prepare_run(out, vocab_size=300, train_pairs=400, boundaries=(128,))
+    assert (out / T.SETTINGS).read_text() == before  # nothing overwritten
+
+
+def test_training_data_is_a_pure_function_of_seed_and_step():
+    tok = M.train_tokenizer(M.load_split("val")[0] + M.load_split("val")[1], vocab_size=200)
+    pairs = M.load_split("val")
+    data = T.TranslationData(tok, pairs, pairs, boundaries=(16, 32, 64, 128), row_multiple=4)
+    n = data.batches_per_epoch(512)
+    a = data.train_batch(seed=1, step=n + 3, batch_size=16, seq_len=32)
+    data.train_batch(seed=1, step=0, batch_size=16, seq_len=32)  # another epoch in between
+    b = data.train_batch(seed=1, step=n + 3, batch_size=16, seq_len=32)
+    assert all(np.array_equal(a[k], b[k]) for k in a) and a["src"].shape[0] % 4 == 0
+    assert np.array_equal(a["inputs"], a["src"])
+
+
+def test_label_smoothed_loss_matches_numpy():
+    import jax.numpy as jnp
+
+    logits = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
+
+    class Fixed:
+        def __call__(self, src, lens, tgt_in):
+            return jnp.asarray(logits)
+
+    batch = {"src": np.zeros((2, 3), np.int32), "src_lengths": np.array([3, 3]), "tgt_in": np.zeros((2, 3), np.int32),
+             "tgt_out": np.array([[1, 2, 3], [4, 0, 0]]), "tgt_lengths": np.array([3, 1])}
+    total, count = T.label_smoothed_loss(0.1)(Fixed(), batch, train=True)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    want = 0.0
+    for b, n in enumerate(batch["tgt_lengths"]):
+        for t in range(n):
+            want += 0.9 * -logp[b, t, batch["tgt_out"][b, t]] - 0.1 * logp[b, t].mean()
+    assert float(count) == 4.0 and float(total) == pytest.approx(want, rel=1e-5)
