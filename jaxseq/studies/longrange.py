@@ -1,30 +1,52 @@
-"""`jaxseq longrange`: which sequence models solve which long-range tasks at which lengths.
+"""`jaxseq longrange`: how long a sequence each model can learn each long-range task at.
 
-    jaxseq longrange --preset default --out profiles/longrange [--workdir runs/longrange]
-                     [--tasks copy mqar] [--models lstm transformer-rope] [--lengths 64 256]
-                     [--steps N] [--lrs 3e-3 1e-2] [--budget-s S] [--lstm-forget-bias 1] [--report-only]
+    jaxseq longrange --preset default [--out DIR] [--workdir runs/longrange]
+                     [--tasks copy mqar] [--models lstm transformer-rope] [--lengths 64 256 1024]
+                     [--max-steps N] [--lrs 3e-3 1e-2] [--seeds 3] [--budget-s S] [--report-only]
 
 Trains each model of `jaxseq.models.classifier.MODEL_SPECS` (LSTM, GRU, minGRU, minLSTM, causal
 Transformer with sinusoidal or rotary positions; widths chosen so that parameter counts match a
 target per task) on each task of `jaxseq.data.synthetic` (copy with delay, selective copy, MQAR,
-adding) at each length, through the common training engine (`jaxseq.train.loop.train`:
-checkpoints, TensorBoard logs, progress), then scores it on fresh held-out sequences with
-`task.accuracy`. Protocol:
+adding) through the common training engine (`jaxseq.train.loop.train` with its `should_stop` /
+`on_eval` hooks: checkpoints, TensorBoard logs, resumption) and finds, per (task, model), the
+*frontier*: the longest length it solves and the shortest at which it fails. Protocol (issue 15):
 
-* every run has the same step budget, batch size, optimiser (AdamW, warm-up + cosine) and seed;
-* learning rate: the preset's small sweep runs at the shortest length of each (task, model); the
-  best value (held-out accuracy, then lower eval loss) is reused at the longer lengths (preset
-  `sweep_every_length` sweeps at every length instead);
-* a (task, model) whose accuracy at a length is no better than chance (below
-  ``chance + 0.1 * (1 - chance)``) is not trained at longer lengths ("skipped": recorded);
-* per-model length caps (`max_len`) and the sweep's time budget (`budget_s`) are recorded as
-  "not run (budget)" — never silently dropped;
-* "solved" means held-out per-position accuracy >= 99% (adding: |error| < tolerance).
+* **One cell** = (task, model, length, learning rate, seed). It trains until it is **solved**
+  (validation accuracy >= 99% at `confirm` consecutive checks on held-out sequences: a seed never
+  used in training; adding counts |prediction - sum| < tolerance) or its validation curve has **plateaued**: over the last
+  `patience` steps neither the validation loss fell below ``(1 - min_delta) x`` its best value before
+  that window nor the validation accuracy rose more than ``min_delta`` above its best before it. The
+  step cap (`max_steps`) ends the others: outcome **cap**. A cell cut by the study's time budget is
+  **budget**. Only *plateau* counts as a failure; *cap*, *budget*, *diverged* (non-finite loss) and
+  *error* are inconclusive and never counted as failures. Every cell records its outcome, the steps
+  trained, the steps and training sequences (steps x batch) to solve, its validation curve, and the
+  accuracy on a second fresh held-out set (the test set).
+* **Learning rate**: the preset's sweep runs at the shortest length of each (task, model); the best
+  (solved, then fewest steps to solve, then validation accuracy, then loss) is used everywhere else.
+* **Length search**: lengths rise along the preset's grid (per task: `task_lengths`) until the
+  first failure; then the study bisects (geometric midpoint) between the last success and the first
+  failure until their ratio is <= 2, so each frontier is known within a factor of 2. A capped cell
+  bounds the search the same way but is no failure: the frontier is then a lower bound ("cap at T").
+  A divergence or an error stops the search with that reason. A per-model length cap (`max_len`)
+  is stated.
+* **Seeds**: the lengths on both sides of the frontier (last success, first failure) are trained with
+  `seeds` seeds in all (model init and data order); the report gives each seed and the spread.
+* **Capacity**: beside each model, the size of its recurrent state in bits (float32: 32 bits per
+  number; LSTM 2 x width x layers numbers, GRU/minGRU/minLSTM width x layers; a Transformer's
+  key-value cache grows with the length) and the bits the task asks it to hold.
+* Scheduling: the search cells (seed 0) of every (task, model) run before any extra seed, shortest
+  length first, so a time budget cuts the seeds and the longest cells, and every search advances
+  before any goes far.
 
-Outputs in OUT: ``results.jsonl`` (one record per (task, model, length, lr) run; a rerun skips finished
-runs and retries errors and budget gaps), ``plan.json`` (the grid), ``REPORT.md`` and PNG plots, all
-generated from the JSONL. Workdirs (engine checkpoints, TensorBoard logs) go to ``--workdir``
-(default ``runs/longrange``); checkpoints are deleted once a run's record is written.
+Outputs in OUT (default: this machine's ``profiles/<machine_slug>/longrange/``, and
+``.../longrange/<preset>/`` for presets other than ``default``): ``results.jsonl`` (one line per
+finished cell, with the machine's fingerprint; a rerun skips the cells this machine finished with a
+final outcome and retries budget cuts and errors, resuming a cut cell from its engine checkpoint),
+``plan.json``, ``REPORT.md`` and PNG plots, all generated from the JSONL (one machine's records: the
+newest machine's, or ``--machine``'s). Records of the first protocol (a fixed step budget per run,
+no ``outcome`` field, e.g. the committed ``profiles/longrange/``) get that protocol's report, which
+says so. Workdirs (engine checkpoints, TensorBoard logs, the validation curve) go to ``--workdir``
+(default ``runs/longrange``); checkpoints are deleted once a cell's record is final.
 """
 from __future__ import annotations
 
@@ -32,32 +54,45 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-__all__ = ["PRESETS", "Preset", "TaskData", "run_longrange", "write_report", "add_parser"]
+__all__ = ["PRESETS", "Preset", "TaskData", "Search", "run_longrange", "write_report", "default_out",
+           "add_parser", "search", "plateaued", "solved_at", "frontier_of", "state_floats", "task_bits"]
 
 SOLVED = 0.99
+PROTOCOL = 2  # records of the first protocol (fixed step budget) carry no "protocol" field
 _DEFAULT_WORKDIR = "runs/longrange"
-_EVAL_SEED_OFFSET = 1_000_003  # engine's eval batches (loss)
-_TEST_SEED_OFFSET = 2_000_003  # held-out accuracy
+_EVAL_SEED_OFFSET = 1_000_003  # validation set (the engine's eval batches: stop decisions)
+_TEST_SEED_OFFSET = 2_000_003  # test set (accuracy reported beside)
+#: Outcomes that end a cell for good; "budget" and "error" are retried by a rerun.
+FINAL = ("solved", "plateau", "cap", "diverged")
+_V1_NOTE = ("**First protocol** (before issue 15): every run had the same fixed step budget, so a low "
+            "accuracy here can mean *not trained long enough*; these records carry no outcome "
+            "(solved / plateau / cap) and no frontier search.")
 
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
     tasks: tuple[str, ...]
     models: tuple[str, ...]
-    lengths: tuple[int, ...]
+    lengths: tuple[int, ...]  # the rising grid; bisection fills in between
     lrs: tuple[float, ...]
-    steps: int
+    max_steps: int  # the step cap of one cell
     batch_size: int
     target_params: int
+    eval_every: int = 100  # steps between validation checks (stop decisions)
+    patience: int = 1000  # plateau window, in steps
+    min_delta: float = 0.01  # relative loss improvement / absolute accuracy gain that counts
+    seeds: int = 3  # seeds at the frontier lengths (seed 0 included)
+    confirm: int = 2  # consecutive validation checks >= 99% that make "solved" (one can be luck)
+    warmup_steps: int = 100  # then cosine decay over max_steps to 0.1x
+    ckpt_every: int = 1000  # engine checkpoints: a killed cell resumes from the last one
     layers: int = 2
     num_heads: int = 2
     difficulty: tuple[tuple[str, int], ...] = (("copy", 4), ("selective_copy", 4), ("mqar", 4), ("adding", 2))
@@ -67,12 +102,17 @@ class Preset:
         ("mqar", (("vocab_size", 34),)),  # 16 keys, 16 values
         ("adding", (("tolerance", 0.04),)),
     )
-    eval_examples: int = 256  # held-out sequences for the accuracy
-    sweep_every_length: bool = False
-    max_len: tuple[tuple[str, int], ...] = ()  # per-model length caps (budget)
-    budget_s: float | None = None  # stop starting runs after this much wall time (recorded as not run)
+    eval_examples: int = 128  # sequences in the validation set and in the test set
+    max_len: tuple[tuple[str, int], ...] = ()  # per-model length caps (cost)
+    task_lengths: tuple[tuple[str, tuple[int, ...]], ...] = ()  # per-task grids replacing `lengths`
+    budget_s: float | None = None  # wall-clock budget of the whole study
     seed: int = 0
-    lstm_forget_bias: float = 0.0  # added to the LSTM forget-gate bias at init (0: PyTorch's init)
+    lstm_forget_bias: float = 1.0  # added to the LSTM forget-gate bias at init (Jozefowicz et al. 2015)
+
+    @property
+    def steps(self) -> int:
+        """The step cap (`max_steps`; the first protocol's name for its fixed step budget)."""
+        return self.max_steps
 
     def difficulty_of(self, task: str) -> int:
         return dict(self.difficulty)[task]
@@ -83,42 +123,58 @@ class Preset:
     def cap_of(self, model: str) -> int | None:
         return dict(self.max_len).get(model)
 
+    def grid_of(self, model: str, task: str | None = None) -> list[int]:
+        """The rising lengths of (task, model): the task's grid (else the preset's) up to the model's cap."""
+        cap = self.cap_of(model)
+        grid = dict(self.task_lengths).get(task, self.lengths) if task is not None else self.lengths
+        return [T for T in sorted(set(grid)) if cap is None or T <= cap]
+
 
 _ALL_MODELS = ("lstm", "gru", "mingru", "minlstm", "transformer-sin", "transformer-rope")
 _ALL_TASKS = ("copy", "selective_copy", "mqar", "adding")
+_TRANSFORMERS = ("transformer-sin", "transformer-rope")
 
 PRESETS: dict[str, Preset] = {
-    # The tests: one task, two models, two tiny lengths, a two-value sweep, a handful of steps.
+    # The tests: one task, two one-layer models, lengths 8 and 32 (a failure at 32 after a success at 8
+    # bisects to 16), a two-value sweep, a 120-step cap checked every 20 steps (plateau window 40),
+    # 3 seeds at the frontier; compilation dominates (~3 s per cell on 2 cores).
     "smoke": Preset(
-        tasks=("copy",), models=("lstm", "transformer-rope"), lengths=(16, 32), lrs=(3e-3, 1e-2),
-        steps=6, batch_size=8, target_params=6000, difficulty=(("copy", 2), ("selective_copy", 2),
-                                                               ("mqar", 2), ("adding", 2)),
+        tasks=("copy",), models=("lstm", "transformer-rope"), lengths=(8, 32), lrs=(1e-2, 3e-2),
+        max_steps=120, batch_size=8, target_params=6000, eval_every=20, patience=40, warmup_steps=5,
+        ckpt_every=120, layers=1, difficulty=(("copy", 2), ("selective_copy", 2), ("mqar", 2), ("adding", 2)),
         eval_examples=16,
     ),
-    # The study on a 2-core CPU, < 30 min: lengths 64 to 4096 in factors of 8. Measured here (2026-11-27,
-    # quiet): a recurrent run at T=1024 costs ~0.16 s per step at batch 32, so a 300-step, batch-32
-    # protocol over 64..4096 takes hours (the `thorough` preset); this one trains 200 steps at batch 16,
-    # raises the LSTM's forget-gate bias by 1 (Jozefowicz et al. 2015; at PyTorch's init the LSTM
-    # learned nothing in 300 steps), and caps the Transformers at 512 (their T=4096 step is ~50x the
-    # cost of T=512 on 2 cores). What the time limit leaves out is recorded as "not run (budget)".
+    # The study on a 2-core CPU in 45 minutes (not run yet). Measured here with this engine (2026-12-01,
+    # batch 16, ~50k parameters, the machine shared, load 3-5 on 2 cores, so upper bounds): step times
+    # T=64 6.5 ms (recurrent) / 10 ms (Transformer); T=256 33 / ~100 ms; T=1024 (LSTM) ~165 ms;
+    # compilation ~3 s per cell. Single cells: copy T=64, Transformer solved at step 100; LSTM with
+    # forget-gate bias +1 at chance for 3000 steps at lr 3e-3 and 1e-2 (sigmoid(1)^55 ~ 3e-8: the
+    # memory fades over the 55-step delay), with +4 solved at step 1350 (lr 1e-2; after a ~400-step
+    # flat stretch, which the 500-step window lets through); adding T=256, LSTM (+1) solved at 1150.
+    # Hence: forget-gate bias +4 (a constant in the spirit of chrono initialisation, Tallec & Ollivier
+    # 2018); grid 64 -> 256 (one bisection to 128 gives the factor 2); adding, the task of the LSTM
+    # claim (Hochreiter & Schmidhuber: T = 100, 500, 1000), rises 64 -> 512 (>= 500; bisection 181,
+    # then 128 or 256); the Transformers stop at 256 (longer is the `gpu` preset's job). Cap 2500
+    # steps (40k sequences); validation every 50 steps on 128 sequences; plateau window 500 steps.
+    # Estimate: T=64, 24 (task, model) x 2 learning rates: 16 Transformer cells x ~5 s + 32 recurrent
+    # x ~12 s = ~8 min; T=256, 20 cells: ~12 min; adding at 512, 4 recurrent x ~140 s = ~9 min;
+    # bisection cells ~3 min. The frontier search thus takes ~32 min and runs first; the extra seeds
+    # (2 per frontier length, ~70 cells, ~20 s each) get the rest of the 42-minute budget (+ the
+    # report): those it cuts are recorded as "budget" (never failures), reported, and continued by a
+    # rerun. On a quiet machine step times are ~1/2 to 2/3 of the above.
     "default": Preset(
-        tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 512, 4096), lrs=(3e-3, 1e-2),
-        steps=200, batch_size=16, target_params=50_000, eval_examples=256,
-        max_len=(("transformer-sin", 512), ("transformer-rope", 512)),
-        budget_s=27 * 60, lstm_forget_bias=1.0,
+        tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256), lrs=(3e-3, 1e-2),
+        max_steps=2500, batch_size=16, target_params=50_000, eval_every=50, patience=500,
+        eval_examples=128, max_len=(("transformer-sin", 256), ("transformer-rope", 256)),
+        task_lengths=(("adding", (64, 512)),), budget_s=42 * 60, lstm_forget_bias=4.0,
     ),
-    # The first default (until 2026-11-27): 300 steps at batch 32 over 64..4096; about 55 minutes for
-    # 64..1024 on 2 cores. Its results are in profiles/longrange/thorough/.
-    "thorough": Preset(
-        tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256, 1024, 4096), lrs=(3e-3, 1e-2),
-        steps=300, batch_size=32, target_params=50_000, eval_examples=256,
-        max_len=(("transformer-sin", 1024), ("transformer-rope", 1024)),
-        budget_s=27 * 60,
-    ),
-    # Longer: more steps, a 3-value sweep at every length, up to 8192 (hours on a CPU).
-    "full": Preset(
-        tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256, 1024, 4096, 8192), lrs=(1e-3, 3e-3, 1e-2),
-        steps=2000, batch_size=32, target_params=100_000, eval_examples=512, sweep_every_length=True,
+    # One GPU (scripts/gpu_longrange.sh): every model up to T=16384, batch 32, a 20k-step cap, plateau
+    # window 2000 steps. The full grid takes hours; the script's wall-clock cap (budget_s, ~7 min)
+    # cuts it and the report says which cells it cut; a rerun continues.
+    "gpu": Preset(
+        tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256, 1024, 4096, 16384), lrs=(3e-3, 1e-2),
+        max_steps=20_000, batch_size=32, target_params=50_000, eval_every=200, patience=2000,
+        eval_examples=256, ckpt_every=1000, budget_s=7 * 60, lstm_forget_bias=4.0,
     ),
 }
 
@@ -225,6 +281,67 @@ def width_for(model: str, data: TaskData, preset: Preset) -> tuple[int, int]:
     return _WIDTH_CACHE[key]
 
 
+
+def make_loss_fn(data: TaskData, sink: Callable[[Any, Any], None]) -> Callable[..., tuple[Any, Any]]:
+    """The engine's loss for `data`, which on evaluation also counts correct answers into `sink`.
+
+    The engine's `on_eval` hook gets only the loss; the held-out accuracy that decides "solved" is
+    summed per eval batch by a host callback (`sink(hits, count)`), read and reset in `on_eval`.
+    Classification: token cross-entropy (float32 softmax) at the weighted positions; regression:
+    squared error of channel 0 (`regression_loss`), correct when |error| < the task's tolerance.
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    tol = getattr(data.task(0), "tolerance", None)
+
+    def loss_fn(module: Any, batch: dict, *, train: bool) -> tuple[Any, Any]:
+        out = module(batch["inputs"])
+        w = batch["weights"].astype(jnp.float32)
+        if data.kind == "regression":
+            err = out[..., 0].astype(jnp.float32) - batch["targets"].astype(jnp.float32)
+            loss = jnp.sum(w * err * err)
+            correct = jnp.abs(err) < tol
+        else:
+            logits = out.astype(jnp.float32)
+            loss = jnp.sum(w * optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]))
+            correct = jnp.argmax(logits, axis=-1) == batch["targets"]
+        if not train:
+            jax.debug.callback(sink, jnp.sum(w * correct), jnp.sum(w))
+        return loss, jnp.sum(w)
+
+    return loss_fn
+
+
+def state_floats(model: str, d_model: int, layers: int) -> int | None:
+    """Numbers in the recurrent state carried between steps (None: a Transformer's cache grows with T)."""
+    if model in _TRANSFORMERS:
+        return None
+    return (2 if model == "lstm" else 1) * d_model * layers  # LSTM: h and c; the others: h
+
+
+def task_bits(task: str, difficulty: int, options: dict[str, Any]) -> float:
+    """Bits the model must hold between the last input it needs and the answer, at least.
+
+    copy / selective copy: ``difficulty`` symbols of ``num_symbols`` (their order is implied);
+    MQAR: a value for each of ``difficulty`` keys (``log2`` of the number of value assignments);
+    adding: the running sum to the tolerance, ``log2(difficulty / (2 tolerance))``.
+    """
+    from jaxseq.data import synthetic
+
+    if task in ("copy", "selective_copy"):
+        n = options.get("num_symbols", 8 if task == "copy" else 16)
+        return difficulty * math.log2(n)
+    if task == "mqar":
+        t = synthetic.MQARTask(3 * difficulty, difficulty, **options)
+        # distinct values: log2(V! / (V - D)!)
+        return sum(math.log2(t.num_values - i) for i in range(difficulty))
+    if task == "adding":
+        return math.log2(difficulty / (2 * options.get("tolerance", 0.04)))
+    raise ValueError(f"task: unknown {task!r}; expected one of {', '.join(_ALL_TASKS)}")
+
+
 # ------------------------------------------------------------------------------------------------ plan
 def _validate(preset: Preset) -> None:
     from jaxseq.models.classifier import MODEL_SPECS
@@ -239,37 +356,48 @@ def _validate(preset: Preset) -> None:
         raise ValueError(f"--models: unknown {bad}; expected some of {', '.join(MODEL_SPECS)}")
     if any((not isinstance(t, int)) or t < 1 for t in preset.lengths):
         raise ValueError(f"--lengths: expected positive ints, got {list(preset.lengths)}")
-    if preset.steps < 1:
-        raise ValueError(f"--steps: expected >= 1, got {preset.steps}")
-    if preset.batch_size < 1:
-        raise ValueError(f"--batch-size: expected >= 1, got {preset.batch_size}")
+    for name in ("max_steps", "batch_size", "eval_every", "patience", "seeds", "ckpt_every", "confirm"):
+        if getattr(preset, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: expected >= 1, got {getattr(preset, name)}")
+    if preset.warmup_steps < 0:
+        raise ValueError(f"warmup_steps: expected >= 0, got {preset.warmup_steps}")
+    if not 0 <= preset.min_delta < 1:
+        raise ValueError(f"min_delta: expected 0 <= value < 1, got {preset.min_delta}")
     if any(not lr > 0 for lr in preset.lrs):
         raise ValueError(f"--lrs: expected positive values, got {list(preset.lrs)}")
     if preset.budget_s is not None and preset.budget_s <= 0:
         raise ValueError(f"--budget-s: expected > 0, got {preset.budget_s}")
-    # Every task must accept every length (fails fast with the task's own message).
+    # Every task must accept every length (fails fast with the task's own message); bisection
+    # points lie between grid lengths, and every task's minimum length is a lower bound only.
+    for task, grid in preset.task_lengths:
+        if any((not isinstance(t, int)) or t < 1 for t in grid) or not grid:
+            raise ValueError(f"task_lengths: {task}: expected positive ints, got {list(grid)}")
     for task in preset.tasks:
-        for T in preset.lengths:
+        for T in sorted(set(preset.lengths) | set(dict(preset.task_lengths).get(task, ()))):
             try:
                 TaskData(task, T, preset.difficulty_of(task), **preset.options_of(task))
             except ValueError as e:
                 raise ValueError(f"--lengths: task {task} at length {T}: {e}") from None
 
 
-def run_key(preset: Preset, task: str, model: str, length: int, lr: float) -> str:
-    point = {"task": task, "model": model, "length": length, "lr": lr, "steps": preset.steps,
-             "batch_size": preset.batch_size, "difficulty": preset.difficulty_of(task),
-             "options": preset.options_of(task), "target_params": preset.target_params,
-             "layers": preset.layers, "seed": preset.seed}
-    if model == "lstm" and preset.lstm_forget_bias:  # only when set: older keys stay valid
+def run_key(preset: Preset, task: str, model: str, length: int, lr: float, seed_index: int = 0) -> str:
+    """The identity of a cell under this preset's protocol (what a rerun matches to skip it)."""
+    point = {"protocol": PROTOCOL, "task": task, "model": model, "length": length, "lr": lr,
+             "seed": preset.seed + seed_index, "max_steps": preset.max_steps, "batch_size": preset.batch_size,
+             "eval_every": preset.eval_every, "patience": preset.patience, "min_delta": preset.min_delta,
+             "confirm": preset.confirm, "warmup_steps": preset.warmup_steps, "eval_examples": preset.eval_examples,
+             "difficulty": preset.difficulty_of(task), "options": preset.options_of(task),
+             "target_params": preset.target_params, "layers": preset.layers}
+    if model == "lstm":
         point["lstm_forget_bias"] = preset.lstm_forget_bias
     return json.dumps(point, sort_keys=True, separators=(",", ":"))
 
 
-def _workdir(root: Path, task: str, model: str, length: int, lr: float, preset: Preset) -> Path:
-    fb = f"_fb{preset.lstm_forget_bias:g}" if model == "lstm" and preset.lstm_forget_bias else ""
-    return root / task / model / (f"T{length}_lr{lr:g}_s{preset.steps}_b{preset.batch_size}"
-                                  f"_d{preset.difficulty_of(task)}_p{preset.target_params}_seed{preset.seed}{fb}")
+def _workdir(root: Path, task: str, model: str, length: int, lr: float, seed: int, preset: Preset) -> Path:
+    fb = f"_fb{preset.lstm_forget_bias:g}" if model == "lstm" else ""
+    return root / task / model / (f"T{length}_lr{lr:g}_seed{seed}_cap{preset.max_steps}_b{preset.batch_size}"
+                                  f"_e{preset.eval_every}_p{preset.patience}_d{preset.difficulty_of(task)}"
+                                  f"_n{preset.target_params}{fb}")
 
 
 def _latest(records: list[dict]) -> dict[str, dict]:
@@ -279,26 +407,193 @@ def _latest(records: list[dict]) -> dict[str, dict]:
     return out
 
 
-def _score(rec: dict) -> tuple[float, float]:
-    """Sort key for the LR choice: accuracy first, then lower eval loss."""
-    if rec.get("status") != "ok":
-        return (-1.0, -math.inf)
-    loss = rec.get("eval_loss")
-    return (rec.get("token_accuracy", -1.0), -(loss if loss is not None and math.isfinite(loss) else math.inf))
+def outcome_of(rec: dict | None) -> str | None:
+    """A record's outcome; records without one (a fake or a hand-written record) are read from status."""
+    if rec is None:
+        return None
+    if rec.get("outcome"):
+        return rec["outcome"]
+    st = rec.get("status")
+    if st == "ok":
+        acc = rec.get("val_accuracy", rec.get("token_accuracy", 0.0))
+        return "solved" if acc >= SOLVED else "cap"
+    return {"diverged": "diverged", "error": "error", "not_run": "budget", "budget": "budget"}.get(st, "error")
 
 
-def no_signal(rec: dict) -> bool:
-    """True when a run learned nothing usable (accuracy at most chance + 10% of the headroom)."""
-    if rec.get("status") != "ok":
+def _lr_score(rec: dict) -> tuple:
+    """Sort key for the learning-rate choice (higher is better)."""
+    o = outcome_of(rec)
+    if o in ("diverged", "error", "budget", None):
+        return (0, 0.0, -1.0, -math.inf)
+    loss = rec.get("val_loss")
+    steps = rec.get("steps_to_solve") or rec.get("steps") or 0
+    return (2 if o == "solved" else 1, -float(steps) if o == "solved" else 0.0,
+            float(rec.get("val_accuracy", rec.get("token_accuracy", 0.0))),
+            -(loss if loss is not None and math.isfinite(loss) else math.inf))
+
+
+def plateaued(history: list, patience: int, min_delta: float) -> bool:
+    """True when the validation curve stopped improving (the protocol's plateau rule).
+
+    `history`: ``[(step, val_loss, val_accuracy), ...]`` in step order. Plateau at the last step k:
+    some evaluation lies at or before ``k - patience``, and none after it has a loss below
+    ``(1 - min_delta)`` x the best loss up to ``k - patience`` or an accuracy above the best accuracy
+    up to then plus ``min_delta``.
+    """
+    if not history:
+        return False
+    k = history[-1][0]
+    before = [h for h in history if h[0] <= k - patience]
+    if not before:
+        return False
+    recent = [h for h in history if h[0] > k - patience]
+    best_loss = min(h[1] for h in before)
+    best_acc = max(h[2] for h in before)
+    loss_better = min(h[1] for h in recent) < best_loss - min_delta * abs(best_loss)
+    acc_better = max(h[2] for h in recent) > best_acc + min_delta
+    return not (loss_better or acc_better)
+
+
+def solved_at(history: list, confirm: int) -> int | None:
+    """Index of the first of `confirm` consecutive validation checks at accuracy >= SOLVED, or None.
+
+    One check at 99% of a small validation set can be luck (the adding task scores one answer per
+    sequence); `confirm` consecutive ones make "solved", dated by the first of them.
+    """
+    run = 0
+    for i, h in enumerate(history):
+        run = run + 1 if h[2] >= SOLVED else 0
+        if run >= confirm:
+            return i - confirm + 1
+    return None
+
+
+@dataclasses.dataclass
+class Search:
+    """Where the length search of one (task, model) stands, computed from its finished cells.
+
+    `lo`: the longest length solved (seed 0), `hi`: the shortest failure (plateau) above it; None when
+    there is none. `stopped`: why the search ended without a failure (an inconclusive cell, or the
+    top of the grid), None while it runs or when it found a failure. `pending`: the cells still to
+    run, as (length, lr, seed_index), in order.
+    """
+
+    task: str
+    model: str
+    lr: float | None = None
+    lo: int | None = None
+    hi: int | None = None
+    stopped: str | None = None
+    tried: list[int] = dataclasses.field(default_factory=list)  # seed-0 lengths, in search order
+    pending: list[tuple[int, float, int]] = dataclasses.field(default_factory=list)
+    budget_cut: bool = False  # the next pending cell was cut or left out by a time budget
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def frontier_lengths(self) -> list[int]:
+        return [T for T in (self.lo, self.hi) if T is not None]
+
+
+def search(preset: Preset, task: str, model: str, lookup: Callable[[str], dict | None]) -> Search:
+    """The search state of (task, model) given `lookup(run_key) -> record or None` (a pure function).
+
+    Sweep the learning rates at the shortest length (seed 0); rise along the grid with the chosen
+    rate until the first plateau; bisect geometrically between the last success and the first
+    failure until their ratio is <= 2. A cell ended by the step cap is no failure: the search probes
+    below it the same way (raising the lower bound) and the frontier stays a lower bound, "cap at T".
+    A divergence or an error stops the search there. Then the other seeds at the frontier lengths.
+    """
+    s = Search(task, model)
+    grid = preset.grid_of(model, task)
+    if not grid:
+        s.stopped = f"no length of the grid is within {model}'s cap {preset.cap_of(model)}"
+        return s
+    start = grid[0]
+
+    def rec(T: int, lr: float, seed_index: int = 0) -> dict | None:
+        """The cell's record; a budget cut counts as not run (it is pending, never a result)."""
+        r = lookup(run_key(preset, task, model, T, lr, seed_index))
+        return None if outcome_of(r) == "budget" else r
+
+    def pend(cells: list[tuple[int, float, int]]) -> Search:
+        s.pending = cells
+        s.budget_cut = bool(cells) and outcome_of(lookup(run_key(preset, task, model, cells[0][0], cells[0][1],
+                                                                 cells[0][2]))) == "budget"
+        return s
+
+    sweep = [(lr, rec(start, lr)) for lr in preset.lrs]
+    missing = [(start, lr, 0) for lr, r in sweep if r is None]
+    if missing:
+        return pend(missing)
+    best_lr, _ = max(sweep, key=lambda x: _lr_score(x[1]))
+    s.lr = best_lr
+    capped: int | None = None  # the shortest length ended by the step cap (no failure below it yet)
+
+    def visit(T: int) -> bool:
+        """Record the outcome at T; False when the search must stop there (divergence, error)."""
+        nonlocal capped
+        s.tried.append(T)
+        o = outcome_of(rec(T, s.lr))
+        if o == "solved":
+            s.lo = T
+        elif o == "plateau":
+            s.hi = T
+        elif o == "cap":
+            capped = T if capped is None else min(capped, T)
+        else:
+            s.stopped = f"{o} at {T}"
+            return False
         return True
-    chance = rec.get("chance") or 0.0
-    return rec.get("token_accuracy", 0.0) < chance + 0.1 * (1.0 - chance)
+
+    for T in grid:
+        if rec(T, s.lr) is None:
+            return pend([(T, s.lr, 0)])
+        if not visit(T) or s.lo != T:
+            break
+    if s.stopped is None:
+        while True:
+            top = s.hi if s.hi is not None else capped  # the failure, else the cap, bounds from above
+            if s.lo is None or top is None or top <= 2 * s.lo:
+                break
+            mid = int(round(math.sqrt(s.lo * top)))
+            if not s.lo < mid < top:
+                break
+            if rec(mid, s.lr) is None:
+                return pend([(mid, s.lr, 0)])
+            if not visit(mid):
+                break
+        if s.stopped is None and s.hi is None:
+            if capped is not None:
+                s.stopped = f"cap at {capped}"
+            elif s.lo == grid[-1]:
+                s.stopped = f"solved every length of the grid up to {grid[-1]}" + (
+                    f" ({model} capped at {preset.cap_of(model)})" if preset.cap_of(model) else "")
+    return pend([(T, s.lr, k) for T in s.frontier_lengths() for k in range(1, preset.seeds)
+                 if rec(T, s.lr, k) is None])
 
 
-# ------------------------------------------------------------------------------------------------ one run
+def frontier_of(preset: Preset, task: str, model: str, records: list[dict]) -> Search:
+    """`search` over finished records (what the report reads)."""
+    by_key = _latest(records)
+    return search(preset, task, model, by_key.get)
+
+
+# ------------------------------------------------------------------------------------------------ one cell
+def _checkpoint_steps(workdir: Path) -> list[int]:
+    d = workdir / "checkpoints"
+    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+
+
 def train_one(preset: Preset, task: str, model: str, length: int, lr: float, workdir: Path, *,
-              engine_progress: bool = False, keep_checkpoints: bool = False) -> dict[str, Any]:
-    """Train one (task, model, length, lr) through `jaxseq.train.loop.train` and score it."""
+              seed_index: int = 0, deadline: float | None = None, engine_progress: bool = False,
+              keep_checkpoints: bool = False) -> dict[str, Any]:
+    """Train one cell through `jaxseq.train.loop.train` until solved, plateaued, capped or `deadline`.
+
+    `deadline`: a `time.time()` value; past it the cell stops at the next step with outcome "budget"
+    and keeps its checkpoint (a rerun resumes it). Returns the cell's record (without "key").
+    """
     import jax
     from flax import nnx
 
@@ -306,7 +601,9 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
     from jaxseq.train.config import TrainConfig
     from jaxseq.train.loop import NonFiniteLossError, train
 
+    seed = preset.seed + seed_index
     data = TaskData(task, length, preset.difficulty_of(task), **preset.options_of(task))
+    data.eval_seed = seed  # the validation set of this seed, even before the first training batch
     d_model, n_params = width_for(model, data, preset)
     kw = model_kwargs(model, data, preset)
 
@@ -314,45 +611,105 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
         del config, vocab_size  # sizes come from the task (regression data has no vocabulary)
         return build_model(model, d_model=d_model, rngs=rngs, **kw)
 
-    base_kind = MODEL_SPECS[model][0]
     config = TrainConfig(
-        task="custom", model=base_kind, workdir=str(workdir), d_model=d_model, layers=preset.layers,
-        num_heads=preset.num_heads, steps=preset.steps, batch_size=preset.batch_size, seq_len=length,
-        seed=preset.seed, lr=lr, eval_every=0, eval_batches=2, log_every=max(1, preset.steps // 20),
-        ckpt_every=preset.steps, keep_checkpoints=1, progress=engine_progress,
+        task="custom", model=MODEL_SPECS[model][0], workdir=str(workdir), d_model=d_model,
+        layers=preset.layers, num_heads=preset.num_heads, steps=preset.max_steps,
+        batch_size=preset.batch_size, seq_len=length, seed=seed, lr=lr, warmup_steps=preset.warmup_steps,
+        eval_every=preset.eval_every, eval_batches=max(1, math.ceil(preset.eval_examples / preset.batch_size)),
+        log_every=preset.eval_every, ckpt_every=preset.ckpt_every, keep_checkpoints=1, progress=engine_progress,
         extra={"longrange": {"task": task, "model": model, "difficulty": preset.difficulty_of(task)}},
     )
-    loss_fn = regression_loss if data.kind == "regression" else None
+    counts = {"hits": 0.0, "n": 0.0}
+
+    def sink(hits: Any, n: Any) -> None:
+        counts["hits"] += float(hits)
+        counts["n"] += float(n)
+
+    # The validation curve survives a kill beside the engine's checkpoint: entries after the step the
+    # engine resumes from are dropped (they are evaluated again).
+    hist_path = workdir / "history.json"
+    ck = _checkpoint_steps(workdir)
+    history: list[list[float]] = []
+    if hist_path.is_file() and ck:
+        history = [h for h in json.loads(hist_path.read_text()) if h[0] <= ck[-1]]
+    why: dict[str, str] = {}
+
+    def on_eval(k: int, loss: float) -> None:
+        jax.effects_barrier()  # the callbacks of this evaluation have all run
+        acc = counts["hits"] / max(counts["n"], 1.0)
+        counts.update(hits=0.0, n=0.0)
+        history[:] = [h for h in history if h[0] < k] + [[int(k), float(loss), float(acc)]]
+        workdir.mkdir(parents=True, exist_ok=True)
+        hist_path.write_text(json.dumps(history))
+
+    def should_stop(k: int) -> bool:
+        if deadline is not None and time.time() > deadline:
+            why["stop"] = "budget"
+            return True
+        if solved_at(history, preset.confirm) is not None:
+            why["stop"] = "solved"
+            return True
+        if plateaued(history, preset.patience, preset.min_delta):
+            why["stop"] = "plateau"
+            return True
+        return False
+
     rec: dict[str, Any] = {
-        "task": task, "model": model, "length": length, "lr": lr, "steps": preset.steps,
-        "batch_size": preset.batch_size, "difficulty": preset.difficulty_of(task), "d_model": d_model,
-        "params": n_params, "layers": preset.layers, "chance": data.chance, "workdir": str(workdir),
+        "protocol": PROTOCOL, "task": task, "model": model, "length": length, "lr": lr, "seed": seed,
+        "seed_index": seed_index, "max_steps": preset.max_steps, "batch_size": preset.batch_size,
+        "eval_every": preset.eval_every, "patience": preset.patience, "min_delta": preset.min_delta,
+        "difficulty": preset.difficulty_of(task), "d_model": d_model, "params": n_params,
+        "layers": preset.layers, "chance": data.chance, "workdir": str(workdir),
+        "state_floats": state_floats(model, d_model, preset.layers),
+        "task_bits": task_bits(task, preset.difficulty_of(task), preset.options_of(task)),
     }
-    if "lstm_forget_bias" in kw:
-        rec["lstm_forget_bias"] = kw["lstm_forget_bias"]
+    if model == "lstm":
+        rec["lstm_forget_bias"] = preset.lstm_forget_bias
     w0, c0 = time.perf_counter(), time.process_time()
     try:
-        result = train(config, model_fn=model_fn, data=data, loss_fn=loss_fn)
+        result = train(config, model_fn=model_fn, data=data, loss_fn=make_loss_fn(data, sink),
+                       should_stop=should_stop, on_eval=on_eval)
     except NonFiniteLossError as e:
-        rec.update(status="diverged", message=str(e)[:500],
+        rec.update(status="diverged", outcome="diverged", message=str(e)[:500], history=history,
                    train_wall_s=time.perf_counter() - w0, train_cpu_s=time.process_time() - c0)
+        if not keep_checkpoints:
+            shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
         return rec
     rec["train_wall_s"] = time.perf_counter() - w0
     rec["train_cpu_s"] = time.process_time() - c0
     rec["resumed_from"] = result.resumed_from
     assert count_parameters(result.model) == n_params
-    losses = [result.losses[k] for k in sorted(result.losses)]
-    rec["final_train_loss"] = float(np.mean(losses[-10:])) if losses else None
+    rec["steps"] = result.step
+    rec["sequences"] = result.step * preset.batch_size
+    rec["history"] = history
+    at = solved_at(history, preset.confirm)
+    first = history[at] if at is not None else None
+    if first is not None:
+        outcome = "solved"
+    elif why.get("stop") == "budget":
+        outcome = "budget"
+    elif plateaued(history, preset.patience, preset.min_delta):
+        outcome = "plateau"
+    else:
+        outcome = "cap"
+    rec["outcome"] = outcome
+    rec["steps_to_solve"] = int(first[0]) if first else None
+    rec["sequences_to_solve"] = int(first[0]) * preset.batch_size if first else None
+    if history:
+        rec["val_loss"], rec["val_accuracy"] = history[-1][1], history[-1][2]
+        rec["best_val_loss"] = min(h[1] for h in history)
+    if outcome == "budget":  # resumed later: no test yet, keep the checkpoint
+        rec["status"] = "budget"
+        return rec
 
-    # Held-out accuracy on fresh sequences (another seed than training and the engine's eval).
+    # The test set: fresh held-out sequences from a third seed, scored by the task's own metric.
     w1 = time.perf_counter()
     graphdef, params = nnx.split(result.model)
     forward = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
-    task_obj = data.task(preset.seed + _TEST_SEED_OFFSET)
+    task_obj = data.task(seed + _TEST_SEED_OFFSET)
     hits = tokens = seqs = solved = 0.0
-    sq_err = loss_sum = 0.0
-    for batch in data.test_batches(seed=preset.seed, batch_size=preset.batch_size,
-                                   examples=preset.eval_examples):
+    sq_err = 0.0
+    for batch in data.test_batches(seed=seed, batch_size=preset.batch_size, examples=preset.eval_examples):
         out = np.asarray(forward(params, batch["inputs"]))
         acc = task_obj.accuracy(out, batch)
         n_tok = float(batch["mask"].sum())
@@ -362,18 +719,10 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
         solved += acc["sequence_accuracy"] * batch["inputs"].shape[0]
         if "mse" in acc:
             sq_err += acc["mse"] * n_tok
-        else:  # held-out cross-entropy at the answer positions
-            z = out - out.max(axis=-1, keepdims=True)
-            logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-            nll = -np.take_along_axis(logp, batch["targets"][..., None].astype(np.int64), axis=-1)[..., 0]
-            loss_sum += float((nll * batch["mask"]).sum())
     rec["token_accuracy"] = hits / max(tokens, 1.0)
     rec["sequence_accuracy"] = solved / max(seqs, 1.0)
     if data.kind == "regression":
         rec["test_mse"] = sq_err / max(tokens, 1.0)
-        rec["eval_loss"] = rec["test_mse"]
-    else:
-        rec["eval_loss"] = loss_sum / max(tokens, 1.0)
     rec["test_examples"] = int(seqs)
     rec["eval_wall_s"] = time.perf_counter() - w1
     rec["status"] = "ok"
@@ -382,23 +731,36 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
     return rec
 
 
-# ------------------------------------------------------------------------------------------------ sweep
+# ------------------------------------------------------------------------------------------------ study
 def _append(path: Path, rec: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(rec, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    from jaxseq.bench.sweep import append_jsonl
+
+    append_jsonl(path, rec)
+
+
+def default_out(preset_name: str = "default") -> Path:
+    """This machine's folder for a preset: profiles/<machine>/longrange[/<preset>] ("default": none)."""
+    from jaxseq.studies import study
+    from jaxseq.studies.base import default_out as _default_out
+
+    return _default_out(study("longrange").folder or "longrange",
+                        "" if preset_name == "default" else preset_name)
 
 
 def plan_of(preset: Preset) -> dict[str, Any]:
-    return {"preset": dataclasses.asdict(preset), "solved_threshold": SOLVED}
+    return {"protocol": PROTOCOL, "preset": dataclasses.asdict(preset), "solved_threshold": SOLVED}
 
 
 def run_longrange(preset: Preset, out: str | Path, *, workdir: str | Path = _DEFAULT_WORKDIR,
                   progress: bool = True, engine_progress: bool = False, keep_checkpoints: bool = False,
                   preset_name: str = "custom") -> list[dict]:
-    """Run (or resume) the sweep of `preset`; returns the records written by this call."""
+    """Run (or resume) the study of `preset`; returns the records written by this call.
+
+    Only this machine's records of `out/results.jsonl` with a final outcome count as done
+    (`jaxseq.studies.base`); budget cuts and errors run again.
+    """
     from jaxseq.bench.sweep import environment_info, load_records
+    from jaxseq.studies.base import own_records, this_machine_id
 
     _validate(preset)
     out = Path(out)
@@ -407,20 +769,18 @@ def run_longrange(preset: Preset, out: str | Path, *, workdir: str | Path = _DEF
     results = out / "results.jsonl"
     plan = {**plan_of(preset), "preset_name": preset_name}
     (out / "plan.json").write_text(json.dumps(plan, indent=2, default=str) + "\n")
-    done = _latest(load_records(results))
+    done = {k: r for k, r in _latest(own_records(load_records(results))).items()
+            if r.get("protocol") == PROTOCOL and outcome_of(r) in FINAL}
     written: list[dict] = []
-    lengths = sorted(set(preset.lengths))
     combos = [(t, m) for t in preset.tasks for m in preset.models]
-    total = sum(len(preset.lrs) if (i == 0 or preset.sweep_every_length) else 1
-                for i in range(len(lengths))) * len(combos)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc="longrange", unit="run", dynamic_ncols=True, file=sys.stderr)
-    start = time.perf_counter()
-    chosen: dict[tuple[str, str], float] = {}  # best LR from the shortest length
-    previous: dict[tuple[str, str], dict] = {}  # record used at the previous length
+        bar = tqdm(desc="longrange", unit="cell", dynamic_ncols=True, file=sys.stderr)
+    start = time.time()
+    deadline = None if preset.budget_s is None else start + preset.budget_s
+    spent = False  # a cell came back cut by the budget: start no other
 
     def emit(rec: dict) -> None:
         rec.update(environment_info())
@@ -430,75 +790,364 @@ def run_longrange(preset: Preset, out: str | Path, *, workdir: str | Path = _DEF
         written.append(rec)
 
     try:
-        for i, T in enumerate(lengths):
-            for task, model in combos:
-                sweep = i == 0 or preset.sweep_every_length
-                lrs = list(preset.lrs) if sweep else [chosen.get((task, model), preset.lrs[0])]
-                base = {"task": task, "model": model, "length": T, "phase": "sweep" if sweep else "main"}
-                cap = preset.cap_of(model)
-                prev = previous.get((task, model))
-                recs_here = []
-                for lr in lrs:
-                    key = run_key(preset, task, model, T, lr)
-                    if bar is not None:
-                        bar.set_postfix_str(f"{task} {model} T={T} lr={lr:g}")
-                    old = done.get(key)
-                    if old is not None and old.get("status") in ("ok", "diverged"):
-                        recs_here.append(old)
-                        if bar is not None:
-                            bar.update(1)
-                        continue
-                    rec = {"key": key, **base, "lr": lr}
-                    # Decisions not to train are recomputed on every run (never trusted from the file).
-                    if cap is not None and T > cap:
-                        rec.update(status="not_run", reason=f"budget: {model} capped at length {cap} in this preset")
-                    elif prev is not None and prev.get("status") == "not_run":
-                        rec.update(status="not_run", reason=f"budget: length {prev['length']} not run")
-                    elif prev is not None and prev.get("status") == "skipped":
-                        rec.update(status="skipped", reason=prev.get("reason"))
-                    elif prev is not None and prev.get("status") == "error":
-                        rec.update(status="skipped", reason=f"error at length {prev['length']}")
-                    elif prev is not None and no_signal(prev):
-                        rec.update(status="skipped", reason=f"no better than chance at length {prev['length']}")
-                    elif preset.budget_s is not None and time.perf_counter() - start > preset.budget_s:
-                        rec.update(status="not_run", reason=f"budget: sweep time limit {preset.budget_s:.0f} s reached")
-                    else:
-                        wd = _workdir(root, task, model, T, lr, preset)
-                        try:
-                            rec.update(train_one(preset, task, model, T, lr, wd, engine_progress=engine_progress,
-                                                 keep_checkpoints=keep_checkpoints))
-                            rec["phase"] = base["phase"]
-                        except KeyboardInterrupt:
-                            raise
-                        except Exception as e:  # recorded, retried on the next run
-                            rec.update(status="error", message=f"{type(e).__name__}: {e}"[:2000])
-                    if not (old is not None and old.get("status") == rec["status"] == "skipped"
-                            and old.get("reason") == rec.get("reason")) and not (
-                            old is not None and old.get("status") == rec["status"] == "not_run"
-                            and old.get("reason") == rec.get("reason")):
-                        emit(rec)
-                    recs_here.append(rec)
-                    if bar is not None:
-                        bar.update(1)
-                ok = [r for r in recs_here if r.get("status") == "ok"]
-                if ok:
-                    best = max(ok, key=_score)
-                    if i == 0:
-                        chosen[(task, model)] = best["lr"]
-                    previous[(task, model)] = best
-                else:
-                    # diverged everywhere counts as no signal; otherwise carry the reason forward.
-                    order = ("diverged", "error", "skipped", "not_run")
-                    previous[(task, model)] = min(recs_here, key=lambda r: order.index(r.get("status", "error"))
-                                                  if r.get("status") in order else 0)
+        while True:
+            nexts = []
+            for i, (task, model) in enumerate(combos):
+                s = search(preset, task, model, done.get)
+                if s.pending:
+                    T, lr, k = s.pending[0]
+                    nexts.append((k > 0, T, i, k, lr, task, model))
+            if not nexts:
+                break
+            if spent or (deadline is not None and time.time() > deadline):
+                # What the budget leaves out is recorded (retried by a rerun), never dropped.
+                for _, T, _, k, lr, task, model in nexts:
+                    if outcome_of(done.get(run_key(preset, task, model, T, lr, k))) == "budget":
+                        continue  # cut while running: its record says so already
+                    emit({"key": run_key(preset, task, model, T, lr, k), "protocol": PROTOCOL, "task": task,
+                          "model": model, "length": T, "lr": lr, "seed": preset.seed + k, "seed_index": k,
+                          "status": "budget", "outcome": "budget",
+                          "reason": f"not started: the study's time budget of {preset.budget_s or 0:.0f} s was spent"})
+                break
+            _, T, _, k, lr, task, model = min(nexts)
+            key = run_key(preset, task, model, T, lr, k)
+            if bar is not None:
+                bar.set_postfix_str(f"{task} {model} T={T} lr={lr:g} seed={preset.seed + k}")
+            rec: dict[str, Any] = {"key": key, "task": task, "model": model, "length": T, "lr": lr,
+                                   "seed": preset.seed + k, "seed_index": k, "protocol": PROTOCOL}
+            try:
+                rec.update(train_one(preset, task, model, T, lr,
+                                     _workdir(root, task, model, T, lr, preset.seed + k, preset),
+                                     seed_index=k, deadline=deadline, engine_progress=engine_progress,
+                                     keep_checkpoints=keep_checkpoints))
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # recorded, retried on the next run
+                rec.update(status="error", outcome="error", message=f"{type(e).__name__}: {e}"[:2000])
+            rec["key"] = key
+            rec.setdefault("outcome", outcome_of(rec))
+            if rec["outcome"] == "budget":
+                spent = True
+                rec["reason"] = f"cut by the study's time budget of {preset.budget_s or 0:.0f} s"
+            emit(rec)
+            if bar is not None:
+                bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    write_report(out)
+    write_report(out, machine=this_machine_id())
     return written
 
 
 # ------------------------------------------------------------------------------------------------ report
+def _preset_from_plan(p: dict[str, Any]) -> Preset:
+    """The Preset saved in plan.json (JSON lists back to tuples; unknown keys ignored)."""
+    names = {f.name for f in dataclasses.fields(Preset)}
+
+    def tup(x: Any) -> Any:
+        return tuple(tup(v) for v in x) if isinstance(x, list) else x
+
+    return Preset(**{k: tup(v) for k, v in p.items() if k in names})
+
+
+def write_report(out: str | Path, *, machine: str | None = None,
+                 references: list[str | Path] | None = None) -> Path:
+    """REPORT.md and PNGs in `out`, computed from `out/results.jsonl` and `out/plan.json`.
+
+    One machine's records: `machine` (id, id prefix or slug), else the newest machine's. Records of
+    the current protocol get the frontier report; a folder holding only first-protocol records (no
+    `protocol` field) gets that protocol's report, marked as such.
+    """
+    from jaxseq.bench.sweep import load_records
+    from jaxseq.studies.base import select_machine
+
+    out = Path(out)
+    records = load_records(out / "results.jsonl")
+    if not records:
+        raise FileNotFoundError(f"{out / 'results.jsonl'}: no records to report")
+    chosen = select_machine(records, machine)
+    plan = json.loads((out / "plan.json").read_text()) if (out / "plan.json").is_file() else {}
+    new = [r for r in chosen.records if r.get("protocol") == PROTOCOL]
+    if not new or plan.get("protocol") != PROTOCOL:
+        return _write_report_v1(out, chosen, chosen.records, plan, references)
+    return _write_report_v2(out, chosen, new, plan, len(chosen.records) - len(new), references)
+
+
+def _bits(n: float | None) -> str:
+    return "—" if n is None else f"{n:,.0f}" if n >= 100 else f"{n:.1f}"
+
+
+def _frontier_text(s: Search) -> str:
+    if s.lo is not None and s.hi is not None:
+        txt = f"{s.lo} ≤ F < {s.hi}"
+    elif s.lo is not None:
+        txt = f"F ≥ {s.lo}"
+    elif s.hi is not None:
+        txt = f"F < {s.hi} (fails at the shortest length)"
+    else:
+        txt = "unknown"
+    if s.stopped:
+        txt += f" — {s.stopped}"
+    if s.pending:
+        T, lr, k = s.pending[0]
+        txt += (" — cut by the time budget" if s.budget_cut else " — search unfinished") + \
+            f" (next: T={T}, lr={lr:g}, seed index {k})"
+    return txt
+
+
+def _seed_text(preset: Preset, s: Search, T: int, by_key: dict[str, dict]) -> str:
+    parts, steps = [], []
+    n_solved = n_run = 0
+    for k in range(preset.seeds):
+        r = by_key.get(run_key(preset, s.task, s.model, T, s.lr, k))
+        o = outcome_of(r)
+        if o is None:
+            parts.append(f"s{preset.seed + k}: not run")
+            continue
+        n_run += 1
+        if o == "solved":
+            n_solved += 1
+            at = r.get("steps_to_solve")
+            if at is not None:
+                steps.append(at)
+            parts.append(f"s{preset.seed + k}: solved" + (f" at {at}" if at is not None else ""))
+        else:
+            parts.append(f"s{preset.seed + k}: {o} ({100 * r.get('val_accuracy', 0.0):.0f}%)")
+    spread = f"; steps to solve {min(steps)}–{max(steps)}" if len(steps) >= 2 else ""
+    return f"T={T}: {n_solved}/{n_run} solved{spread} ({', '.join(parts)})"
+
+
+def _compare(r: Search, a: Search, a_name: str) -> tuple[str, str]:
+    """('shorter' | 'longer' | 'not shorter' | 'undetermined', sentence) for recurrent r vs attention a."""
+    top_r = bool(r.stopped and r.stopped.startswith("solved every"))
+    if r.hi is not None and a.lo is not None and r.hi <= a.lo:
+        lo_f = a.lo / r.hi
+        hi_f = f", < {a.hi / r.lo:g}×" if a.hi is not None and r.lo else ""
+        return "shorter", (f"shorter than attention's: fails at {r.hi} where {a_name} solves {a.lo} "
+                           f"(frontier ratio > {lo_f:g}×{hi_f})")
+    if a.hi is not None and r.lo is not None and a.hi <= r.lo:
+        return "longer", f"longer than attention's: solves {r.lo} where {a_name} fails at {a.hi} (ratio > {r.lo / a.hi:g}×)"
+    if r.lo is not None and (a.lo is None or r.lo >= a.lo) and (top_r or r.hi is None) and not r.pending:
+        return "not shorter", (f"not shorter: solves up to {r.lo}"
+                               + (f", {a_name} up to {a.lo}" if a.lo is not None else f", {a_name} none")
+                               + (f" ({a_name}: {a.stopped})" if a.stopped else ""))
+    why = "; ".join(x for x in (f"{r.model}: {_frontier_text(r)}", f"{a_name}: {_frontier_text(a)}"))
+    return "undetermined", f"undetermined ({why})"
+
+
+def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_old: int,
+                     references: list[str | Path] | None) -> Path:
+    p = plan["preset"]
+    preset = _preset_from_plan(p)
+    by_key = _latest(records)
+    latest = list(by_key.values())
+    tasks = [t for t in preset.tasks if any(r.get("task") == t for r in latest)]
+    models = [m for m in preset.models if any(r.get("model") == m for r in latest)]
+    searches = {(t, m): search(preset, t, m, by_key.get) for t in tasks for m in models}
+    L: list[str] = ["# Long-range synthetic tasks: each model's length frontier\n",
+                    "Generated by `jaxseq longrange` from `results.jsonl` (no hand-written numbers). "
+                    "Regenerate with `jaxseq longrange --out DIR --report-only`.\n",
+                    chosen.note() + "\n"]
+    if n_old:
+        L.append(f"{n_old} records of the first protocol (fixed step budget, no outcome) are in this folder "
+                 "for this machine and left out here.\n")
+    L.append("## Protocol\n")
+    diff = dict(preset.difficulty)
+    L += [
+        f"- Preset `{plan.get('preset_name', '?')}` through `jaxseq.train.loop.train`: batch {preset.batch_size}, "
+        f"{preset.layers} layers, AdamW (warm-up {preset.warmup_steps} steps, cosine to 0.1× at the cap, weight "
+        f"decay 0.1, clip 1.0), float32; LSTM forget-gate bias +{preset.lstm_forget_bias:g} at init.",
+        f"- A cell trains until **solved** (validation accuracy ≥ {100 * SOLVED:.0f}% on {preset.eval_examples} "
+        f"held-out sequences at {preset.confirm} consecutive checks, every {preset.eval_every} steps; steps to "
+        "solve: the first of them) or **plateau** (over the last "
+        f"{preset.patience} steps the validation loss did not fall below (1 − {preset.min_delta:g})× its best "
+        f"before that window, nor the accuracy rise more than {preset.min_delta:g} above its best), under a cap "
+        f"of {preset.max_steps} steps ({preset.max_steps * preset.batch_size:,} sequences): **cap**. "
+        "Only *plateau* is a failure; *cap*, *budget* (the study's time limit"
+        + (f", {preset.budget_s:.0f} s" if preset.budget_s else "") + "), *diverged* and *error* are inconclusive.",
+        f"- Learning rates {list(preset.lrs)} swept at the shortest length per (task, model); the best (solved, "
+        "fewest steps, accuracy, loss) is used at every other length and seed.",
+        f"- Lengths rise along {list(preset.lengths)}"
+        + "".join(f", {t}: {list(g)}" for t, g in preset.task_lengths if t in tasks)
+        + (f" (caps: {dict(preset.max_len)})" if preset.max_len else "")
+        + " until the first failure, then geometric bisection until the frontier is known within 2×; a capped "
+        "cell bounds the search from above the same way but stays inconclusive (frontier ≥ the last success, "
+        f"\"cap at T\"). {preset.seeds} seeds (from {preset.seed}) at the lengths on both sides of the frontier; "
+        "search cells run before extra seeds, shortest first.",
+        "- Difficulty: " + ", ".join(f"{t} {diff.get(t)}" for t in tasks) + "; options: "
+        + "; ".join(f"{t} {preset.options_of(t)}" for t in tasks) + ". Test accuracy: a second fresh set of "
+        f"{preset.eval_examples} sequences, reported beside.",
+        f"- Parameter target {preset.target_params:,} per model (widths below). State bits: float32 recurrent "
+        "state (LSTM 2 × width × layers numbers, the others width × layers) × 32; task bits: what the answer "
+        "requires remembering (`longrange.task_bits`).",
+        "",
+    ]
+
+    L.append("## Frontiers\n")
+    L.append("F: the longest length solved lies in the interval (seed 0 at the chosen learning rate). "
+             "Seeds: outcome of each seed at the lengths beside the frontier.\n")
+    L.append("| task | model | width / params | state bits | task bits | lr | frontier | seeds |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for t in tasks:
+        for m in models:
+            s = searches[(t, m)]
+            r0 = next((r for r in latest if r.get("task") == t and r.get("model") == m and "params" in r), None)
+            size = f"{r0['d_model']} / {r0['params']:,}" if r0 else "—"
+            sf = state_floats(m, r0["d_model"], r0.get("layers", preset.layers)) if r0 else None
+            sbits = ("grows with T" if m in _TRANSFORMERS else _bits(32 * sf if sf else None))
+            tb = _bits(task_bits(t, preset.difficulty_of(t), preset.options_of(t)))
+            seeds = "<br>".join(_seed_text(preset, s, T, by_key) for T in s.frontier_lengths()) or "—"
+            L.append(f"| {t} | {m} | {size} | {sbits} | {tb} | {s.lr if s.lr is not None else '—'} | "
+                     f"{_frontier_text(s)} | {seeds} |")
+    L.append("")
+
+    L.append("## Cells\n")
+    L.append("| task | model | T | lr | seed | outcome | steps | steps to solve | sequences to solve | "
+             "val acc % | test acc % | wall s |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    order = sorted(latest, key=lambda r: (tasks.index(r["task"]) if r["task"] in tasks else 99,
+                                          models.index(r["model"]) if r["model"] in models else 99,
+                                          r["length"], r.get("seed", 0), r["lr"]))
+    for r in order:
+        def f(x: Any, pct: bool = False) -> str:
+            return "—" if x is None else (f"{100 * x:.1f}" if pct else f"{x:,}" if isinstance(x, int) else f"{x:.1f}")
+        L.append(f"| {r['task']} | {r['model']} | {r['length']} | {r['lr']:g} | {r.get('seed', '—')} | "
+                 f"{outcome_of(r)} | {f(r.get('steps'))} | {f(r.get('steps_to_solve'))} | "
+                 f"{f(r.get('sequences_to_solve'))} | {f(r.get('val_accuracy'), True)} | "
+                 f"{f(r.get('token_accuracy'), True)} | {f(r.get('train_wall_s'))} |")
+    L.append("")
+    cut = [r for r in latest if outcome_of(r) in ("cap", "budget", "diverged", "error")]
+    if cut:
+        L.append("## Inconclusive cells (never counted as failures)\n")
+        for r in cut:
+            L.append(f"- {r['task']} {r['model']} T={r['length']} lr={r['lr']:g} seed={r.get('seed')}: "
+                     f"{outcome_of(r)}" + (f" after {r['steps']} steps" if r.get("steps") else "")
+                     + (f" — {r.get('reason') or r.get('message', '')[:200]}" if r.get("reason") or r.get("message")
+                        else ""))
+        n_budget = sum(outcome_of(r) == "budget" for r in cut)
+        if n_budget:
+            L.append(f"\n**The time budget cut this study**: {n_budget} cells were stopped or not started "
+                     "by it; rerunning the same command continues them.")
+        L.append("")
+
+    # Plots: seed 0 at the chosen learning rate, test accuracy vs length.
+    cells = {}
+    for (t, m), s in searches.items():
+        for r in latest:
+            if (r.get("task"), r.get("model"), r.get("lr"), r.get("seed_index", 0)) == (t, m, s.lr, 0):
+                cells[(t, m, r["length"])] = r
+    lengths = sorted({k[2] for k in cells})
+    L.append("## Plots\n")
+    if lengths:
+        try:
+            for n in _plots(out, cells, tasks, models, lengths, records):
+                L.append(f"![{n}]({n})\n")
+        except ImportError as e:  # an image without matplotlib still gets its report
+            L.append(f"No plots: {e}.\n")
+
+    L.append("## Findings (computed from the tables above)\n")
+    L.extend(_findings_v2(preset, searches, tasks, models, latest))
+
+    wall = sum(r.get("train_wall_s", 0.0) + r.get("eval_wall_s", 0.0) for r in latest)
+    L.append("\n## Time\n")
+    L.append(f"{len(latest)} cells recorded; training + testing wall time {wall / 60:.1f} min. Per model: "
+             + ", ".join(f"{m} {sum(r.get('train_wall_s', 0.0) for r in latest if r['model'] == m):.0f} s"
+                         for m in models) + ".")
+    L.extend(_reference_names(out, chosen, references))
+    subs = sorted(d for d in out.iterdir() if d.is_dir() and (d / "REPORT.md").is_file())
+    if subs:
+        L.append("\n## Other studies in this folder\n")
+        L.extend(f"- [{d.name}/REPORT.md]({d.name}/REPORT.md)" for d in subs)
+    path = out / "REPORT.md"
+    path.write_text("\n".join(L) + "\n")
+    return path
+
+
+def _reference_names(out: Path, chosen: Any, references: list[str | Path] | None) -> list[str]:
+    """The reference folders, named with their machine and protocol (frontiers compare only within one)."""
+    from jaxseq.bench.sweep import load_records
+    from jaxseq.studies import study
+    from jaxseq.studies.base import reference_folders, select_machine
+
+    folders = (reference_folders(out, study("longrange").references) if references is None
+               else [Path(r) for r in references])
+    L = []
+    for folder in folders:
+        if Path(folder).resolve() == out.resolve():
+            continue
+        ref = select_machine(load_records(Path(folder) / "results.jsonl"), exclude=[chosen.machine_id])
+        if ref.machine_id is None:
+            continue
+        proto = "this protocol" if any(r.get("protocol") == PROTOCOL for r in ref.records) else \
+            "the first protocol (fixed step budget): not comparable"
+        L.append(f"- `{folder}` ({ref.label}): {proto}; its own REPORT.md has its numbers.")
+    return (["", "## References\n"] + L) if L else []
+
+
+def _findings_v2(preset: Preset, searches: dict[tuple[str, str], Search], tasks: list[str],
+                 models: list[str], latest: list[dict]) -> list[str]:
+    F: list[str] = []
+    rnns = [m for m in models if m not in _TRANSFORMERS]
+    trans = [m for m in models if m in _TRANSFORMERS]
+    width = {(r["task"], r["model"]): (r["d_model"], r.get("layers", preset.layers))
+             for r in latest if "d_model" in r}
+    verdicts: dict[str, list[str]] = {"shorter": [], "longer": [], "not shorter": [], "undetermined": []}
+    for t in tasks:
+        F.append(f"- **{t}**: " + "; ".join(f"{m} {_frontier_text(searches[(t, m)])}" for m in models) + ".")
+        if trans and rnns:
+            a_name = max(trans, key=lambda m: searches[(t, m)].lo or 0)
+            a = searches[(t, a_name)]
+            for m in rnns:
+                v, text = _compare(searches[(t, m)], a, a_name)
+                verdicts[v].append(f"{t}/{m}")
+                F.append(f"  - {m} vs attention: {text}.")
+        bits = task_bits(t, preset.difficulty_of(t), preset.options_of(t))
+        caps = []
+        for m in rnns:
+            if (t, m) in width:
+                sb = 32 * state_floats(m, *width[(t, m)])
+                caps.append(f"{m} {sb:,} ({sb / bits:,.0f}×)")
+        if caps:
+            ratios = [32 * state_floats(m, *width[(t, m)]) / bits for m in rnns if (t, m) in width]
+            F.append(f"  - Capacity: the task asks for ≈ {bits:.1f} bits; recurrent state bits (× the task's): "
+                     + ", ".join(caps) + (". Every state is ≥ 10× the task's bits: a recurrent failure here is "
+                                          "a failure to learn, not the state-size bound." if min(ratios) >= 10 else
+                                          ". Some state is within 10× of the task's bits: the state size may bind."))
+    if trans and rnns:
+        F.append("- Recurrent frontier vs attention's, over all (task, recurrent model): "
+                 + "; ".join(f"{k}: {', '.join(v) if v else 'none'}" for k, v in verdicts.items()) + ".")
+    if "lstm" in models and "adding" in tasks:
+        s = searches[("adding", "lstm")]
+        met = s.lo is not None and s.lo >= 500
+        F.append(f"- LSTM on adding: {_frontier_text(s)}; Hochreiter & Schmidhuber (1997) solved T = 100, 500, "
+                 f"1000. Solved at T ≥ 500 here: {'yes' if met else 'no' if s.hi is not None and s.hi <= 500 else 'not shown'}.")
+    if "copy" in tasks:
+        first = {m: preset.grid_of(m, "copy")[0] for m in models if preset.grid_of(m, "copy")}
+        ok = [m for m in models if m in first and (searches[("copy", m)].lo or 0) >= first[m]]
+        F.append(f"- Delayed copy at the shortest length ({sorted(set(first.values()))}): solved by "
+                 f"{', '.join(ok) or 'none'}; not by {', '.join(m for m in models if m not in ok) or 'none'}.")
+    shaky = [r for r in latest if outcome_of(r) == "solved" and r.get("token_accuracy") is not None
+             and r["token_accuracy"] < SOLVED]
+    if shaky:
+        F.append(f"- Solved cells whose test accuracy (a second fresh set) is below {100 * SOLVED:.0f}%: "
+                 + ", ".join(f"{r['task']}/{r['model']}/T={r['length']}/seed {r.get('seed')} "
+                             f"({100 * r['token_accuracy']:.1f}%)" for r in shaky) + ".")
+    counts = {o: sum(outcome_of(r) == o for r in latest) for o in ("solved", "plateau", "cap", "budget",
+                                                                      "diverged", "error")}
+    F.append("- Cells by outcome: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+             + ". Only plateaued cells count as failures.")
+    return F
+
+
+# ------------------------------------------------------------------------------------------------ first protocol
+def _score_v1(rec: dict) -> tuple[float, float]:
+    """The first protocol's LR choice: accuracy first, then lower eval loss."""
+    if rec.get("status") != "ok":
+        return (-1.0, -math.inf)
+    loss = rec.get("eval_loss")
+    return (rec.get("token_accuracy", -1.0), -(loss if loss is not None and math.isfinite(loss) else math.inf))
+
+
 def _fmt_acc(rec: dict | None) -> str:
     if rec is None:
         return "—"
@@ -522,7 +1171,7 @@ def summarize(records: list[dict]) -> dict[str, Any]:
             cells[k] = rec
             continue
         # Prefer ok over anything else, then the better score.
-        if rec.get("status") == "ok" and (cur.get("status") != "ok" or _score(rec) > _score(cur)):
+        if rec.get("status") == "ok" and (cur.get("status") != "ok" or _score_v1(rec) > _score_v1(cur)):
             cells[k] = rec
         elif cur.get("status") != "ok" and rec.get("status") == "diverged":
             cells[k] = rec
@@ -607,16 +1256,11 @@ def _plots(out: Path, cells: dict, tasks: list[str], models: list[str], lengths:
     return names
 
 
-def write_report(out: str | Path) -> Path:
-    """REPORT.md and PNGs in `out`, computed from `out/results.jsonl` and `out/plan.json`."""
-    from jaxseq.bench.sweep import load_records
-
-    out = Path(out)
-    records = load_records(out / "results.jsonl")
-    if not records:
-        raise FileNotFoundError(f"{out / 'results.jsonl'}: no records to report")
-    plan = json.loads((out / "plan.json").read_text()) if (out / "plan.json").is_file() else {}
+def _write_report_v1(out: Path, chosen: Any, records: list[dict], plan: dict,
+                 references: list[str | Path] | None = None) -> Path:
+    """The report of the first protocol (one fixed step budget per run; records without `outcome`)."""
     p = plan.get("preset", {})
+    p = p if "steps" in p else {}  # a plan of another protocol: no protocol section
     latest = list(_latest(records).values())
     cells = summarize(records)
     tasks = [t for t in (p.get("tasks") or _ALL_TASKS) if any(c[0] == t for c in cells)]
@@ -626,6 +1270,8 @@ def write_report(out: str | Path) -> Path:
     L.append("# Long-range synthetic tasks: which model solves which length\n")
     L.append("Generated by `jaxseq longrange` from `results.jsonl` (no hand-written numbers). "
              "Regenerate with `jaxseq longrange --out DIR --report-only`.\n")
+    L.append(chosen.note() + "\n")
+    L.append(_V1_NOTE + "\n")
     L.append("## Protocol\n")
     if p:
         diff = dict((k, v) for k, v in p.get("difficulty", []))
@@ -775,14 +1421,14 @@ def write_report(out: str | Path) -> Path:
 
     # Findings.
     L.append("## Findings (computed from the table above)\n")
-    L.extend(_findings(cells, solved, tasks, models, lengths, steps=p.get("steps", "?"), n_lrs=len(p.get("lrs", []))))
+    L.extend(_findings_v1(cells, solved, tasks, models, lengths, steps=p.get("steps", "?"), n_lrs=len(p.get("lrs", []))))
+    L.extend(_reference_lines(out, chosen, p, tasks, models, latest, references))
     subs = sorted(d for d in out.iterdir() if d.is_dir() and (d / "results.jsonl").is_file())
     if subs:
         L.append("\n## Other sweeps in this folder\n")
         for d in subs:
             sp = json.loads((d / "plan.json").read_text()).get("preset", {}) if (d / "plan.json").is_file() else {}
-            defaults = {f.name: f.default for f in dataclasses.fields(Preset)
-                        if f.default is not dataclasses.MISSING}
+            defaults: dict[str, Any] = {}
             changed = {k: v for k, v in sp.items() if p and p.get(k, defaults.get(k)) != v}
             L.append(f"- [{d.name}/REPORT.md]({d.name}/REPORT.md): settings that differ from this sweep: "
                      + (", ".join(f"{k}={v}" for k, v in changed.items()) or "none") + ".")
@@ -796,7 +1442,59 @@ def write_report(out: str | Path) -> Path:
     return path
 
 
-def _findings(cells: dict, solved: dict, tasks: list[str], models: list[str], lengths: list[int],
+def _reference_lines(out: Path, chosen: Any, plan: dict, tasks: list[str], models: list[str],
+                     latest: list[dict], references: list[str | Path] | None) -> list[str]:
+    """This machine beside the reference folders: longest solved length and training time per model.
+
+    A reference whose preset differs (steps, batch, lengths, lrs, ...) is named but not compared:
+    its accuracies answer another question.
+    """
+    from jaxseq.bench.sweep import load_records
+    from jaxseq.studies import study
+    from jaxseq.studies.base import reference_folders, select_machine
+
+    folders = (reference_folders(out, study("longrange").references) if references is None
+               else [Path(r) for r in references])
+    refs = []
+    for folder in folders:
+        recs = load_records(Path(folder) / "results.jsonl")
+        ref = select_machine(recs, exclude=[chosen.machine_id])
+        if ref.machine_id is None:
+            continue
+        ref_plan = (json.loads((Path(folder) / "plan.json").read_text()).get("preset", {})
+                    if (Path(folder) / "plan.json").is_file() else {})
+        refs.append((Path(folder), ref, ref_plan))
+    if not refs:
+        return []
+    L = ["", "## This machine beside the references\n"]
+    same = [(f, r, rp) for f, r, rp in refs
+            if {k: v for k, v in rp.items() if k != "budget_s"} == {k: v for k, v in plan.items() if k != "budget_s"}]
+    for f, r, _ in refs:
+        if all(f != g for g, _, _ in same):
+            L.append(f"- `{f}` ({r.label}): another preset than this folder's; not compared.")
+    if not same:
+        return L + [""]
+    head = f"your machine `{chosen.slug}`" if not chosen.legacy else f"this folder `{chosen.slug}`"
+    L.append("Longest length solved per task (all tasks' lengths) and training wall time summed over the "
+             "model's runs; the references are other machines' records with the same preset, read from "
+             "their own folders.\n")
+    cols = [head] + [f"`{f.name}` ({r.slug}, reference)" for f, r, _ in same]
+    L.append("| model | " + " | ".join(cols) + " |")
+    L.append("|---|" + "---|" * len(cols))
+
+    def cell(recs: list[dict], model: str) -> str:
+        cells = summarize(recs)
+        lens = sorted({c[2] for c in cells})
+        solved = [f"{t} {longest_solved(cells, t, model, lens) or '-'}" for t in tasks]
+        wall = sum(r.get("train_wall_s", 0.0) for r in _latest(recs).values() if r.get("model") == model)
+        return f"{', '.join(solved)}; {wall:.0f} s"
+
+    for m in models:
+        L.append(f"| {m} | " + " | ".join([cell(latest, m)] + [cell(r.records, m) for _, r, _ in same]) + " |")
+    return L + [""]
+
+
+def _findings_v1(cells: dict, solved: dict, tasks: list[str], models: list[str], lengths: list[int],
               steps: Any = "?", n_lrs: int = 0) -> list[str]:
     F: list[str] = []
     rnns = [m for m in models if not m.startswith("transformer")]
@@ -885,60 +1583,81 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
         raise ValueError(f"--preset: expected one of {', '.join(PRESETS)}, got {args.preset!r}")
     p = PRESETS[args.preset]
     changes: dict[str, Any] = {}
-    if args.tasks:
-        changes["tasks"] = tuple(args.tasks)
-    if args.models:
-        changes["models"] = tuple(args.models)
+    for name in ("tasks", "models", "lengths", "lrs"):
+        if getattr(args, name):
+            changes[name] = tuple(getattr(args, name))
     if args.lengths:
-        changes["lengths"] = tuple(args.lengths)
-    if args.lrs:
-        changes["lrs"] = tuple(args.lrs)
-    if args.steps is not None:
-        changes["steps"] = args.steps
-    if args.batch_size is not None:
-        changes["batch_size"] = args.batch_size
-    if args.budget_s is not None:
-        changes["budget_s"] = args.budget_s
-    if args.lstm_forget_bias is not None:
-        changes["lstm_forget_bias"] = args.lstm_forget_bias
+        changes["task_lengths"] = ()  # the grid given applies to every task
+    for name in ("max_steps", "batch_size", "budget_s", "lstm_forget_bias", "seeds", "eval_every", "patience"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     p = dataclasses.replace(p, **changes)
     _validate(p)
     return p
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else default_out(args.preset)
     if args.report_only:
-        path = write_report(args.out)
+        path = write_report(out, machine=args.machine)
         print(f"wrote {path}")
         return 0
+    if args.machine:
+        raise ValueError("--machine picks whose records a report shows: use it with --report-only")
     preset = preset_from_args(args)
     t0 = time.perf_counter()
-    written = run_longrange(preset, args.out, workdir=args.workdir, progress=not args.no_progress,
+    print(f"jaxseq longrange --preset {args.preset} -> {out}", flush=True)
+    written = run_longrange(preset, out, workdir=args.workdir, progress=not args.no_progress,
                             engine_progress=args.run_progress, keep_checkpoints=args.keep_checkpoints,
                             preset_name=args.preset)
+    n_budget = sum(r.get("outcome") == "budget" for r in written)
     print(f"jaxseq longrange: {len(written)} new records in {time.perf_counter() - t0:.0f} s; "
-          f"report {Path(args.out) / 'REPORT.md'}")
+          f"report {out / 'REPORT.md'}"
+          + (f"; the time budget ({preset.budget_s:.0f} s) cut {n_budget} cells (rerun to continue)"
+             if n_budget else ""))
     return 0
 
 
 def add_parser(subparsers: Any) -> None:
     """Register `jaxseq longrange`."""
-    p = subparsers.add_parser("longrange", help="LSTM/GRU/minGRU/minLSTM/Transformer on long-range synthetic tasks",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser("longrange", help="LSTM/GRU/minGRU/minLSTM/Transformer: length frontiers on "
+                              "long-range synthetic tasks", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=tuple(PRESETS), default="smoke")
-    p.add_argument("--out", default="profiles/longrange", help="output folder (results.jsonl, REPORT.md, PNGs)")
-    p.add_argument("--workdir", default=_DEFAULT_WORKDIR, help="root of the runs' engine workdirs")
+    p.add_argument("--out", help="output folder (results.jsonl, REPORT.md, PNGs); default: this machine's "
+                   "profiles/<machine>/longrange/ (preset default) or profiles/<machine>/longrange/<preset>/")
+    p.add_argument("--machine", help="with --report-only: whose records to report (id, id prefix or slug; "
+                   "default the newest machine's)")
+    p.add_argument("--workdir", default=_DEFAULT_WORKDIR, help="root of the cells' engine workdirs")
     p.add_argument("--tasks", nargs="+", help=f"tasks (replaces the preset's): {', '.join(_ALL_TASKS)}")
     p.add_argument("--models", nargs="+", help=f"models (replaces the preset's): {', '.join(_ALL_MODELS)}")
-    p.add_argument("--lengths", nargs="+", type=int, help="sequence lengths (replaces the preset's)")
+    p.add_argument("--lengths", nargs="+", type=int, help="the rising length grid (replaces the preset's)")
     p.add_argument("--lrs", nargs="+", type=float, help="learning rates to sweep (replaces the preset's)")
-    p.add_argument("--steps", type=int, help="optimiser steps per run")
+    p.add_argument("--max-steps", "--steps", dest="max_steps", type=int, help="step cap of one cell")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--budget-s", type=float, help="stop starting runs after this many seconds")
-    p.add_argument("--lstm-forget-bias", type=float,
-                   help="add this to the LSTM forget-gate bias at initialisation (default 0: PyTorch's init)")
+    p.add_argument("--seeds", type=int, help="seeds at the frontier lengths (seed 0 included)")
+    p.add_argument("--eval-every", type=int, help="steps between validation checks")
+    p.add_argument("--patience", type=int, help="plateau window in steps")
+    p.add_argument("--budget-s", type=float, help="wall-clock budget of the study (cells cut are recorded)")
+    p.add_argument("--lstm-forget-bias", type=float, help="added to the LSTM forget-gate bias at initialisation")
     p.add_argument("--report-only", action="store_true", help="only regenerate REPORT.md and plots from OUT")
-    p.add_argument("--keep-checkpoints", action="store_true", help="keep the engine checkpoints of finished runs")
-    p.add_argument("--run-progress", action="store_true", help="the engine's per-run progress bars too")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep the engine checkpoints of finished cells")
+    p.add_argument("--run-progress", action="store_true", help="the engine's per-cell progress bars too")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jaxseq.studies.longrange ...`: the same options as `jaxseq longrange`, without
+    importing the other studies (an image lacking one of their packages still runs this one)."""
+    parser = argparse.ArgumentParser(prog="jaxseq longrange")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["longrange", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"jaxseq longrange: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
