@@ -1,4 +1,5 @@
-"""Score ES-RNN settings on a validation split of M4 Hourly: the last horizon of each training series.
+"""Score ES-RNN settings on a validation split of an M4 frequency (default Hourly): the last horizon of each
+training series. `--frequency F --data-dir D` starts from F's configuration (`FREQUENCY_CONFIGS`).
 
     PYTHONPATH=. .venv/bin/python scripts/esrnn_validate.py --set level_penalty=30 --set tau=0.45 \\
         [--ensemble 3] [--curve] [--save FILE.npz] [--out profiles/forecast/esrnn_validation.jsonl]
@@ -12,28 +13,22 @@ the truth) in an .npz, so ensembles can be re-averaged offline (`scripts/esrnn_c
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if text in ("true", "false", "null"):
-        return json.loads(text)
-    return json.loads(text) if text[:1] in "[({" else text
+def cfg_freq(name: str) -> str:
+    return name[:1].upper() + name[1:].lower()
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="an ESRNNConfig field to override (repeatable)")
+    ap.add_argument("--frequency", default="Hourly", help="M4 frequency (default Hourly, the shipped data)")
+    ap.add_argument("--data-dir", help="folder with <Freq>-train.csv / -test.csv (default: the shipped data/m4)")
     ap.add_argument("--ensemble", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--curve", action="store_true", help="also score the mean of the first k members, every k")
@@ -45,21 +40,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from jaxseq.bench.sweep import environment_info
     from jaxseq.data.m4 import evaluate, load_m4
-    from jaxseq.models.esrnn import ESRNNConfig, fit_esrnn, forecast_esrnn, mean_by_member, snapshot_forecasts
+    from jaxseq.models.esrnn import fit_esrnn, forecast_esrnn, mean_by_member, snapshot_forecasts
 
-    fields = {f.name for f in dataclasses.fields(ESRNNConfig)}
+    from jaxseq.models.esrnn import esrnn_config, parse_overrides
+
     over = {"ensemble_size": a.ensemble}
-    for item in a.set:
-        name, _, text = item.partition("=")
-        if name not in fields or not text:
-            print(f"esrnn_validate: error: --set {item!r}: expected FIELD=VALUE with FIELD in {sorted(fields)}",
-                  file=sys.stderr)
-            return 2
-        over[name] = _value(text)
-    if "dilations" in over:
-        over["dilations"] = tuple(tuple(d) for d in over["dilations"])
-    cfg = ESRNNConfig(**over)
-    val = load_m4("Hourly").holdout_split()
+    try:
+        over.update(parse_overrides(a.set))
+        cfg = esrnn_config(a.frequency, over)  # the frequency's configuration (FREQUENCY_CONFIGS) + overrides
+    except ValueError as e:
+        print(f"esrnn_validate: error: {e}", file=sys.stderr)
+        return 2
+    val = load_m4(cfg_freq(a.frequency), a.data_dir).holdout_split()
     t0 = time.perf_counter()
     fitted = fit_esrnn(val.train, horizon=val.horizon, seasonality=val.seasonality, config=cfg, seed=a.seed, progress=False)
     score = evaluate(val, forecast_esrnn(fitted, val.train))

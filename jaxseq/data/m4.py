@@ -39,6 +39,9 @@ __all__ = [
     "load_forecasts",
     "write_forecasts",
     "load_benchmark_forecasts",
+    "SERIES_COUNT",
+    "SHORTEST_TRAIN",
+    "write_synthetic_m4",
     "verify_sha256",
     "smape",
     "mase",
@@ -60,6 +63,17 @@ FREQUENCIES: dict[str, tuple[int, int]] = {
     "Weekly": (13, 1),
     "Daily": (14, 1),
     "Hourly": (48, 24),
+}
+
+# Series per frequency in the competition (REFERENCE.md, "M4 constants per frequency").
+SERIES_COUNT: dict[str, int] = {
+    "Yearly": 23000, "Quarterly": 24000, "Monthly": 48000, "Weekly": 359, "Daily": 4227, "Hourly": 414,
+}
+
+# The shortest training series of each frequency in the competition files (Yearly Y...: 13 values,
+# ..., Hourly: 700): the lengths every model must handle. Synthetic test files use them.
+SHORTEST_TRAIN: dict[str, int] = {
+    "Yearly": 13, "Quarterly": 16, "Monthly": 42, "Weekly": 80, "Daily": 93, "Hourly": 700,
 }
 
 # The repository's data folder (data/m4 next to the jaxseq package); JAXSEQ_M4_DIR overrides it
@@ -561,3 +575,52 @@ def naive2(y: np.ndarray, horizon: int, seasonality: int = 1) -> np.ndarray:
         return np.full(horizon, y[-1])
     s = seasonal_indices(y, seasonality)
     return (y[-1] / s[-1]) * np.resize(s[-seasonality:], horizon)
+
+
+# ----------------------------------------------------------------------------- synthetic files
+
+# The cycle of the synthetic series (a visible season where the frequency has one in practice).
+_SYNTHETIC_PERIOD = {"Yearly": 1, "Quarterly": 4, "Monthly": 12, "Weekly": 52, "Daily": 7, "Hourly": 24}
+
+
+def write_synthetic_m4(
+    directory: str | os.PathLike,
+    frequency: str,
+    *,
+    lengths: Sequence[int] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write ``<Freq>-train.csv`` and ``<Freq>-test.csv`` of synthetic positive series in the exact M4
+    file format (quoted values, ``V1..`` header, shorter rows padded with empty fields) into
+    ``directory`` and return it; ``load_m4(frequency, directory)`` reads them.
+
+    ``lengths`` are the training lengths (default: the frequency's real shortest, ``SHORTEST_TRAIN``,
+    then 1.5x and 2x that). Series are level x trend x season x noise, ids ``<F>1``, ``<F>2``, ...
+    (F = the frequency's initial, as in M4); the test part continues each series for the horizon.
+    """
+    freq = _frequency(frequency)
+    horizon, _ = FREQUENCIES[freq]
+    shortest = SHORTEST_TRAIN[freq]
+    lengths = [shortest, int(1.5 * shortest), 2 * shortest] if lengths is None else [int(n) for n in lengths]
+    if not lengths or min(lengths) < 1:
+        raise ValueError(f"lengths must be positive training lengths, got {lengths}")
+    rng = np.random.default_rng(seed)
+    m = _SYNTHETIC_PERIOD[freq]
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    width = max(lengths)
+    train_rows = ['"V1",' + ",".join(f'"V{j}"' for j in range(2, width + 2))]
+    test_rows = ['"V1",' + ",".join(f'"V{j}"' for j in range(2, horizon + 2))]
+    for i, n in enumerate(lengths):
+        t = np.arange(n + horizon)
+        # A drift of -40% to +150% over the whole series, whatever its length: always positive.
+        level = 100.0 * (1 + i) * np.exp(rng.uniform(-0.5, 0.9) * t / len(t))
+        season = 1 + (0.2 * np.sin(2 * np.pi * t / m + rng.uniform(0, 2 * np.pi)) if m > 1 else 0.0)
+        y = level * season * np.exp(rng.normal(0, 0.02, len(t)))
+        sid = f"{freq[0]}{i + 1}"
+        vals = [f'"{v:.4f}"' for v in y[:n]] + ['""'] * (width - n)
+        train_rows.append(f'"{sid}",' + ",".join(vals))
+        test_rows.append(f'"{sid}",' + ",".join(f'"{v:.4f}"' for v in y[n:]))
+    (out / f"{freq}-train.csv").write_text("\n".join(train_rows) + "\n")
+    (out / f"{freq}-test.csv").write_text("\n".join(test_rows) + "\n")
+    return out

@@ -43,6 +43,7 @@ import optax
 from flax import nnx
 
 from jaxseq.nn import LSTM, MinGRU, TransformerEncoder
+from jaxseq.nn.signature import init_signature
 
 Array = jax.Array
 
@@ -50,6 +51,7 @@ KINDS = ("lstm", "transformer", "mingru")
 
 __all__ = [
     "KINDS",
+    "FREQUENCY_INPUT_SIZES",
     "GlobalForecaster",
     "GlobalForecasterConfig",
     "GlobalFitted",
@@ -58,6 +60,15 @@ __all__ = [
     "normalise_windows",
     "window_batch",
 ]
+
+
+# Input window per M4 frequency for `jaxseq forecast` (Hourly: the tuned default, three days).
+# Elsewhere untuned: the shortest training series minus the horizon, capped near a few seasons, so
+# every series of M4 yields at least one training window (Yearly 13 - 6 = 7, Quarterly 16 - 8 = 8,
+# Monthly two years, Weekly one year, Daily four weeks).
+FREQUENCY_INPUT_SIZES: dict[str, int] = {
+    "Yearly": 7, "Quarterly": 8, "Monthly": 24, "Weekly": 52, "Daily": 28, "Hourly": 72,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +101,7 @@ class GlobalForecasterConfig:
             raise ValueError(f"GlobalForecasterConfig.recent_windows must be >= 1 or None, got {self.recent_windows}")
 
 
+@init_signature
 class GlobalForecaster(nnx.Module):
     """Sequence model + multi-horizon linear head.
 
@@ -130,7 +142,8 @@ class GlobalForecaster(nnx.Module):
         self.head = nnx.Linear(hidden_size, horizon, kernel_init=init, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
-        h = self.embed(x[..., None])  # [batch, time, hidden]
+        with jax.named_scope("embedding"):  # a name in the profiler's op metadata
+            h = self.embed(x[..., None])  # [batch, time, hidden]
         if self.kind == "transformer":
             h = self.body(h)
         else:
@@ -190,6 +203,7 @@ def window_batch(
 
 def _validate(train_series: Sequence[np.ndarray], *, kind: str, horizon: int, input_size: int,
               seasonality: int | None = None) -> list[np.ndarray]:
+    """The series as float64 arrays after the checks (any length >= 1 is accepted: see `_left_pad`)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if horizon is None or int(horizon) < 1:
@@ -203,14 +217,22 @@ def _validate(train_series: Sequence[np.ndarray], *, kind: str, horizon: int, in
         s = np.asarray(s, np.float64)
         if s.ndim != 1:
             raise ValueError(f"train_series[{i}] must be 1-D, got shape {s.shape}")
-        if len(s) < input_size + horizon:
-            raise ValueError(
-                f"train_series[{i}] has length {len(s)} < input_size + horizon = {input_size + horizon}"
-            )
+        if len(s) < 1:
+            raise ValueError(f"train_series[{i}] is empty")
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise ValueError(f"train_series[{i}] must be finite and positive")
         out.append(s)
     return out
+
+
+def _left_pad(s: np.ndarray, length: int, period: int) -> np.ndarray:
+    """`s` left-padded to `length` with its first `period` values repeated backwards in phase (as
+    ES-RNN pads), so a padded window still looks like the series' own start; longer `s` unchanged."""
+    o = length - len(s)
+    if o <= 0:
+        return s
+    m = max(1, min(int(period), len(s)))
+    return np.concatenate([s[np.arange(-o, 0) % m], s])
 
 
 @dataclasses.dataclass
@@ -243,7 +265,9 @@ def fit_global_forecaster(
     """Train one global `kind` model ("lstm" | "transformer" | "mingru") on all `train_series`.
 
     Args:
-      train_series: n positive 1-D arrays, each at least `input_size + horizon` long.
+      train_series: n positive 1-D arrays of any length. Training windows come from the series at
+        least `input_size + horizon` long (if none is, from all series left-padded to that length,
+        `_left_pad`); every series is forecast (`forecast_global` pads short inputs).
       horizon: forecast length h.
       seasonality: period m used for the window scale (mean of the last m inputs).
       config: hyper-parameters (default `GlobalForecasterConfig()`).
@@ -277,6 +301,10 @@ def fit_global_forecaster(
         params = jax.tree.map(lambda p, u: p - lr * u, params, upd)
         return params, opt_state, loss
 
+    # Series too short for one window give none (their forecasts still come from padded inputs);
+    # if every series is that short, all are padded to one window so training has data.
+    long_enough = [x for x in series if len(x) >= i_sz + h]
+    series = long_enough or [_left_pad(x, i_sz + h, seasonality) for x in series]
     # Admissible window starts per series: start s uses values [s, s + I + h).
     n_starts = np.array([len(s) - i_sz - h + 1 for s in series])
     first = np.zeros_like(n_starts)
@@ -317,10 +345,11 @@ def fit_global_forecaster(
 
 
 def forecast_global(fitted: GlobalFitted, train_series: Sequence[np.ndarray]) -> np.ndarray:
-    """Forecast [n, horizon] of the values after each series, from its last `input_size` values."""
+    """Forecast [n, horizon] of the values after each series, from its last `input_size` values
+    (a shorter series is left-padded with its first season repeated backwards)."""
     cfg = fitted.config
     series = _validate(train_series, kind=fitted.kind, horizon=fitted.horizon, input_size=cfg.input_size)
-    win = np.stack([s[-cfg.input_size :] for s in series])
+    win = np.stack([_left_pad(s, cfg.input_size, fitted.seasonality)[-cfg.input_size :] for s in series])
     x, scale = normalise_windows(win, seasonality=fitted.seasonality, log_transform=cfg.log_transform)
 
     @jax.jit

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MODELS", "ARIMA_PRACTICAL", "StatisticalForecasts", "forecast_statistical", "select_series", "make_model"]
+__all__ = ["ENGINES", "MODELS", "ARIMA_PRACTICAL", "StatisticalForecasts", "forecast_statistical", "select_series", "make_model"]
 
 # name -> statsforecast class name
 MODELS: dict[str, str] = {
@@ -144,18 +144,75 @@ def _fit_one(model: str, options: dict[str, Any], seasonality: int, horizon: int
     if forecast.shape != (horizon,) or not np.isfinite(forecast).all():
         raise RuntimeError(f"{model} gave a non-finite or mis-shaped forecast for series {name!r}: {forecast}")
     if path is not None:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, forecast=forecast, seconds=np.float64(seconds))
-            os.replace(tmp, target)  # atomic: readers see the old state or the whole file
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        _store(path, forecast, seconds)
     return forecast, seconds
+
+
+def _store(path: str | os.PathLike, forecast: np.ndarray, seconds: float) -> None:
+    """Write one series' cache file atomically (readers see the old state or the whole file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, forecast=forecast, seconds=np.float64(seconds))
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+ENGINES = ("local", "dask", "ray")
+
+
+def _run_dask(address: str | None, workers: int, tasks: list[tuple], on_done: Callable) -> None:
+    """Fit `tasks` (arguments of `_fit_one`, without a cache path) on a Dask cluster: the scheduler at
+    `address`, or a local cluster of `workers` single-threaded processes. `on_done(k, result)` runs
+    here, in the order the fits finish, so the cache is written by this process (workers of a real
+    cluster do not share its disk)."""
+    try:
+        from distributed import Client, LocalCluster, as_completed as dask_completed
+    except ImportError as e:
+        raise ImportError("engine='dask' needs dask's distributed scheduler: pip install 'dask[distributed]'") from e
+    cluster = None
+    if address is None:
+        cluster = LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        address = cluster.scheduler_address
+    try:
+        with Client(address) as client:
+            client.run(_worker_init)
+            futures = [client.submit(_fit_one, *t, pure=False) for t in tasks]
+            index = {f.key: k for k, f in enumerate(futures)}
+            for fut in dask_completed(futures):
+                on_done(index[fut.key], fut.result())
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _run_ray(address: str | None, workers: int, tasks: list[tuple], on_done: Callable) -> None:
+    """As `_run_dask` on Ray: `ray.init(address)` (None: a local Ray of `workers` CPUs)."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError("engine='ray' needs Ray: pip install ray") from e
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else max(workers, 1), include_dashboard=False,
+                 runtime_env={"env_vars": {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}})
+    try:
+        remote = ray.remote(num_cpus=1)(_fit_one)
+        refs = [remote.remote(*t) for t in tasks]
+        index = {r: k for k, r in enumerate(refs)}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            on_done(index[done[0]], ray.get(done[0]))
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _worker_init() -> None:
@@ -183,6 +240,8 @@ def forecast_statistical(
     max_train_length: int | None = None,
     options: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    engine: str = "local",
+    engine_address: str | None = None,
 ) -> StatisticalForecasts:
     """Fit ``model`` to each selected series and forecast ``horizon`` steps.
 
@@ -198,6 +257,12 @@ def forecast_statistical(
       options: extra keyword arguments of the statsforecast model (e.g. ``approximation=True``).
       progress: called with the number of series just finished (cached ones at once, then one
         per completed fit), e.g. a ``tqdm`` bar's ``update``.
+      engine: where the fits run: ``"local"`` (a process pool of ``n_jobs`` workers), ``"dask"``
+        (a Dask cluster: the scheduler at ``engine_address``, e.g. ``"tcp://host:8786"``, or a local
+        cluster of ``n_jobs`` processes) or ``"ray"`` (``ray.init(engine_address)``; untested here).
+        Every engine runs the same per-series fit, so the forecasts are the same; the cache is
+        written by this process.
+      engine_address: the scheduler address of a running cluster (``None``: start a local one).
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
@@ -208,6 +273,10 @@ def forecast_statistical(
         raise ValueError(f"max_train_length must be >= 2 or None, got {max_train_length}")
     if ids is not None and len(ids) != len(train_series):
         raise ValueError(f"ids has {len(ids)} entries, train_series has {len(train_series)}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine_address is not None and engine == "local":
+        raise ValueError("engine_address needs engine='dask' or 'ray'")
     options = dict(options or {})
     index = select_series(len(train_series), series, seed=subset_seed)
     make_model(model, seasonality, **options)  # fail early on a missing package or bad options
@@ -251,7 +320,18 @@ def forecast_statistical(
             raise ValueError(f"n_jobs must be >= 1, -1 or None, got {n_jobs}")
         workers = n_jobs
     workers = min(workers, len(jobs))
-    if workers <= 1:
+    if engine != "local" and jobs:
+        def on_done(k: int, result: tuple[np.ndarray, float]) -> None:
+            j, _, _, path = jobs[k]
+            forecasts[j], seconds[j] = result
+            if path is not None:
+                _store(path, *result)
+            if progress is not None:
+                progress(1)
+
+        tasks = [(model, options, seasonality, horizon, y, name, None) for _, y, name, _ in jobs]
+        (_run_dask if engine == "dask" else _run_ray)(engine_address, workers, tasks, on_done)
+    elif workers <= 1:
         for j, y, name, path in jobs:
             forecasts[j], seconds[j] = _fit_one(model, options, seasonality, horizon, y, name, path)
             if progress is not None:

@@ -13,6 +13,13 @@ per model and the settings used, and `OUT/NOTES.md` if present) and PNG plots of
 * ARIMA/ETS/SES/Theta fit one series at a time in `--jobs` worker processes and cache each
   series' forecast under `OUT/cache/` as soon as it is done (`jaxseq.models.statistical`), so a
   killed run loses nothing and `--force` does not refit them (delete `OUT/cache` for that).
+* `--engine dask|ray` runs those fits on a cluster instead (`--engine-address tcp://host:8786`, or a
+  local cluster of `--jobs` workers); the forecasts are the same and the cache is written here.
+* Every M4 frequency runs (`--data-dir` with `<Freq>-train.csv`/`-test.csv`): ES-RNN takes the
+  frequency's configuration (`jaxseq.models.esrnn.FREQUENCY_CONFIGS`, after Smyl), changed with
+  `--esrnn-config FILE.json` and `--set key=value`; it trains its configured epochs unless
+  `--esrnn-budget S` caps it (the report then says so). The global models take
+  `jaxseq.models.forecasters.FREQUENCY_INPUT_SIZES`; short series are padded, never dropped.
 * `--series N` takes a deterministic random subset of N series (the same for every model); its
   files carry `-nN` in their names, and its OWA uses Naive2 on the same subset.
 
@@ -57,6 +64,15 @@ PUBLISHED = (
     ("Smyl ES-RNN (ID 118, M4 winner)", "118"),
     ("Doornik et al. (ID 238, best Hourly)", "238"),
 )
+
+
+def _best_entry(freq: str, pub: dict[str, tuple[float, float, float]]) -> tuple[str, tuple[float, float, float]] | None:
+    """The submission (numeric method id) with the lowest published OWA at `freq`."""
+    subs = {k: v for k, v in pub.items() if k.isdigit()}
+    if not subs:
+        return None
+    key = min(subs, key=lambda k: subs[k][2])
+    return key, subs[key]
 
 MACHINE = "2-core CPU shared with other jobs"
 
@@ -138,7 +154,8 @@ def _run_statistical(model: str, ctx: _Ctx) -> tuple[np.ndarray, dict[str, Any]]
     if model == "snaive":
         return m4.snaive(ds.train, h, m), {"method": "M4 sNaive (jaxseq.data.m4.snaive)"}
     bar = _progress(len(ds), model, not ctx.args.no_progress)
-    kw = dict(cache_dir=ctx.cache, n_jobs=ctx.jobs, ids=ds.ids, progress=None if bar is None else bar.update)
+    kw = dict(cache_dir=ctx.cache, n_jobs=ctx.jobs, ids=ds.ids, progress=None if bar is None else bar.update,
+              engine=ctx.args.engine, engine_address=ctx.args.engine_address)
     try:
         if model in ("ses", "theta"):
             adj, si_out = _deseasonalise(ds.train, h, m)
@@ -172,6 +189,7 @@ def _run_statistical(model: str, ctx: _Ctx) -> tuple[np.ndarray, dict[str, Any]]
         fit_s_per_series=float(r.fit_seconds.mean()),
         series_from_cache=int(r.cached.sum()),
         jobs=ctx.jobs,
+        engine=ctx.args.engine if ctx.args.engine_address is None else f"{ctx.args.engine} at {ctx.args.engine_address}",
     )
     return fc, settings
 
@@ -179,25 +197,18 @@ def _run_statistical(model: str, ctx: _Ctx) -> tuple[np.ndarray, dict[str, Any]]
 def _run_neural(model: str, ctx: _Ctx) -> tuple[np.ndarray, dict[str, Any]]:
     a, ds = ctx.args, ctx.ds
     if model == "esrnn":
-        from jaxseq.models.esrnn import ESRNNConfig, fit_esrnn, forecast_esrnn
+        from jaxseq.models.esrnn import fit_esrnn, forecast_esrnn
 
-        over: dict[str, Any] = {}
-        if a.epochs is not None:
-            over["epochs"] = a.epochs
-            over["average_last_epochs"] = min(ESRNNConfig().average_last_epochs, a.epochs)
-        if a.ensemble is not None:
-            over["ensemble_size"] = a.ensemble
-        if a.hidden_size is not None:
-            over["hidden_size"] = a.hidden_size
-        cfg = ESRNNConfig(**over)
+        cfg = esrnn_settings(ctx.freq, a)
         fitted = fit_esrnn(ds.train, horizon=ds.horizon, seasonality=ds.seasonality, config=cfg, seed=ctx.seed,
                            time_budget_s=a.esrnn_budget, progress=not a.no_progress)
         fc = forecast_esrnn(fitted, ds.train)
-        epochs_run = {}
+        epochs_run: dict[int, int] = {}
         for rec in fitted.history:
             epochs_run[rec["member"]] = rec["epoch"] + 1
+        cut = [m for m, e in sorted(epochs_run.items()) if e < cfg.epochs]
         settings = {
-            "method": "ES-RNN after Smyl (2020), jaxseq.models.esrnn",
+            "method": f"ES-RNN after Smyl (2020), jaxseq.models.esrnn, {ctx.freq} configuration",
             "config": _jsonable(dataclasses.asdict(cfg)),
             "seasonalities": list(fitted.periods),
             "series_length_used": fitted.length,
@@ -205,13 +216,20 @@ def _run_neural(model: str, ctx: _Ctx) -> tuple[np.ndarray, dict[str, Any]]:
             "snapshots_averaged": len(fitted.snapshots),
             "final_loss": float(fitted.history[-1]["loss"]) if fitted.history else None,
             "time_budget_s": a.esrnn_budget,
+            "budget_cut_training": bool(cut),
             "train_time_s": fitted.train_time_s,
         }
+        if cut:
+            settings["budget_note"] = (f"--esrnn-budget {a.esrnn_budget:g} s cut training: members {cut} ran "
+                                       f"{[epochs_run[m] for m in cut]} of {cfg.epochs} epochs; forecasts depend on "
+                                       "the machine's speed")
         return fc, settings
     from jaxseq.models.forecasters import GlobalForecasterConfig, fit_global_forecaster, forecast_global
 
     # The wall-clock budget ends training; the step count only sets the planned cosine schedule.
-    over = {"steps": a.steps if a.steps is not None else 20000}
+    from jaxseq.models.forecasters import FREQUENCY_INPUT_SIZES
+
+    over = {"steps": a.steps if a.steps is not None else 20000, "input_size": FREQUENCY_INPUT_SIZES[ctx.freq]}
     if a.hidden_size is not None:
         over["hidden_size"] = a.hidden_size
     cfg = GlobalForecasterConfig(**over)
@@ -227,6 +245,29 @@ def _run_neural(model: str, ctx: _Ctx) -> tuple[np.ndarray, dict[str, Any]]:
         "train_time_s": fitted.train_time_s,
     }
     return fc, settings
+
+
+def esrnn_settings(freq: str, a: argparse.Namespace):
+    """The ES-RNN configuration of a run: the frequency's (`jaxseq.models.esrnn.FREQUENCY_CONFIGS`),
+    then `--esrnn-config FILE.json`, then `--set key=value` (in order), then `--epochs`,
+    `--ensemble`, `--hidden-size`. Raises ValueError for unknown fields or bad values."""
+    from jaxseq.models.esrnn import esrnn_config, load_config_file, parse_overrides
+
+    over: dict[str, Any] = {}
+    if getattr(a, "esrnn_config", None):
+        over.update(load_config_file(a.esrnn_config))
+    over.update(parse_overrides(getattr(a, "set", None)))
+    if a.epochs is not None:
+        over["epochs"] = a.epochs
+    if a.ensemble is not None:
+        over["ensemble_size"] = a.ensemble
+    if a.hidden_size is not None:
+        over["hidden_size"] = a.hidden_size
+    if "epochs" in over and "average_last_epochs" not in over:
+        # Fewer epochs than the frequency averages over: average all of them.
+        base = esrnn_config(freq, {k: v for k, v in over.items() if k != "epochs"})
+        over["average_last_epochs"] = min(base.average_last_epochs, max(int(over["epochs"]), 1))
+    return esrnn_config(freq, over)
 
 
 def _jsonable(x):
@@ -275,6 +316,8 @@ def run_forecast(
         args = build_parser_namespace()
     if series is not None and (isinstance(series, bool) or int(series) < 1):
         raise ValueError(f"--series must be a positive number of series, got {series}")
+    if "esrnn" in names:
+        esrnn_settings(freq, args)  # bad --set / --esrnn-config: fail before any model runs
     full = load_m4(freq, data_dir)
     if series is not None and int(series) > len(full):
         raise ValueError(f"--series {series} exceeds the {len(full)} {freq} series")
@@ -342,17 +385,48 @@ def _published(freq: str) -> dict[str, tuple[float, float, float]]:
     return rows
 
 
+def _naive2_check(ds, n2: np.ndarray, published: tuple[float, float, float] | None, subset: bool) -> str:
+    """One line: this Naive2 against the organisers' (their forecast file where it ships, their
+    published scores on a full run)."""
+    from jaxseq.data.m4 import evaluate, load_benchmark_forecasts
+
+    parts = []
+    try:
+        ids, official = load_benchmark_forecasts("Naive2", ds.frequency)
+    except (ValueError, FileNotFoundError):
+        parts.append(f"the organisers' Naive2 forecasts for {ds.frequency} are not shipped, so only scores can be compared")
+    else:
+        row = {sid: i for i, sid in enumerate(ids)}
+        mine = [i for i, sid in enumerate(ds.ids) if sid in row]
+        if mine:
+            diff = float(np.max(np.abs(n2[mine] - official[[row[ds.ids[i]] for i in mine]])))
+            parts.append(f"max |this Naive2 - the organisers' Naive2 forecast| over {len(mine)} series = {diff:.2e}")
+    if published is not None and subset:
+        parts.append(f"its scores on these {len(ds)} series are not comparable with the published ones "
+                     f"(over all {ds.frequency} series of M4)")
+    elif published is not None:
+        sc = evaluate(ds, n2, naive2_forecasts=n2)
+        same = round(sc.smape, 3) == round(published[0], 3) and round(sc.mase, 3) == round(published[1], 3)
+        parts.append(f"this Naive2 scores sMAPE {sc.smape:.3f} / MASE {sc.mase:.3f} against the published "
+                     f"{published[0]:.3f} / {published[1]:.3f}: {'reproduced' if same else 'NOT reproduced'} to three decimals")
+    return "**Naive2 check:** " + "; ".join(parts) + "."
+
+
 def _fmt_time(meta: dict[str, Any]) -> str:
     s = meta.get("settings", {})
     wall = meta.get("wall_s")
     if "fit_cpu_s_sum" in s:
+        where = s.get("engine", "local")
         txt = (f"{s['fit_cpu_s_sum']:.0f} s of fits (sum of the per-series fit times, {s['fit_s_per_series']:.2f} s/series;"
-               f" {s.get('jobs', 1)} workers)")
+               f" {s.get('jobs', 1)} workers{'' if where == 'local' else ', ' + where})")
         if s.get("series_from_cache"):
             txt += f"; this run {wall:.0f} s wall, {s['series_from_cache']} series from cache"
         return txt
     if "train_time_s" in s:
-        return f"{s['train_time_s']:.0f} s train ({wall:.0f} s wall)"
+        txt = f"{s['train_time_s']:.0f} s train ({wall:.0f} s wall)"
+        if s.get("budget_cut_training"):
+            txt += f"; **training cut by --esrnn-budget {s.get('time_budget_s'):g} s**"
+        return txt
     return f"{wall:.2f} s" if wall is not None else ""
 
 
@@ -395,20 +469,29 @@ def write_report(ds, *, full_size: int, out: Path, dataset: str, plots: bool = T
     if not results:
         lines.append("| (no forecasts yet) | | | | |")
     pub = _published(freq)
-    lines += ["", f"## Published M4 {freq} (all {full_size} series)", "",
+    from jaxseq.data.m4 import SERIES_COUNT
+
+    real = full_size == SERIES_COUNT[freq]  # the competition's files, not a synthetic or partial set
+    lines += ["", f"## Published M4 {freq} (all {SERIES_COUNT[freq]} series)", "",
               "From `data/m4/m4_point_forecast_accuracy_by_frequency.csv` (the organisers' `Evaluation and Ranks.xlsx`). "
               "The M4 ARIMA and ETS rows are not available per frequency (see REFERENCE.md).", "",
               "| method | sMAPE | MASE | OWA |", "|---|---|---|---|"]
     for label, key in PUBLISHED:
-        if key in pub:
+        if key in pub and not (key == "238" and freq != "Hourly"):
             s, m, o = pub[key]
             lines.append(f"| {label} | {s:.3f} | {m:.3f} | {o:.3f} |")
+    best = _best_entry(freq, pub)
+    if best is not None and best[0] not in ("118", "238" if freq == "Hourly" else ""):
+        s, m, o = best[1]
+        lines.append(f"| Best {freq} entry by OWA (ID {best[0]}) | {s:.3f} | {m:.3f} | {o:.3f} |")
+    lines += ["", _naive2_check(ds, n2, pub.get("Naive2"), subset or not real)]
     lines += ["", "## Settings", ""]
     for model, (_, meta, _) in results.items():
         s = dict(meta.get("settings", {}))
         method = s.pop("method", "")
         lines.append(f"* **{model}**: {method}.")
-        keep = {k: v for k, v in s.items() if k not in ("fit_cpu_s_sum", "fit_s_per_series", "jobs", "series_from_cache")}
+        keep = {k: v for k, v in s.items()
+                if k not in ("fit_cpu_s_sum", "fit_s_per_series", "jobs", "series_from_cache", "engine")}
         if keep:
             lines.append(f"  `{json.dumps(keep, sort_keys=True)}`")
     if "arima" in results:
@@ -472,13 +555,27 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="profiles/forecast", help="output folder (default profiles/forecast)")
     p.add_argument("--force", action="store_true", help="recompute models whose forecast CSV exists")
     p.add_argument("--jobs", type=int, help="worker processes for the statistical fits (default: all cores)")
+    p.add_argument("--engine", choices=("local", "dask", "ray"), default="local",
+                   help="where ses/theta/ets/arima fit: a local process pool (default), a Dask cluster or Ray "
+                        "(forecasts are the same; see --engine-address)")
+    p.add_argument("--engine-address", metavar="ADDR",
+                   help="scheduler of a running cluster, e.g. tcp://host:8786 (dask) or host:6379 (ray); "
+                        "default: start a local one with --jobs workers")
     p.add_argument("--seed", type=int, default=0, help="seed of the neural models")
     p.add_argument("--epochs", type=int, help="ES-RNN epochs (default: ESRNNConfig)")
     p.add_argument("--ensemble", type=int, help="ES-RNN seeds in the ensemble (default: ESRNNConfig)")
     p.add_argument("--steps", type=int,
                    help="planned training steps of lstm/transformer/mingru (default 20000, cut by --neural-budget)")
     p.add_argument("--hidden-size", type=int, help="hidden size of the neural models")
-    p.add_argument("--esrnn-budget", type=float, default=720.0, help="ES-RNN wall-clock budget in s (default 720)")
+    p.add_argument("--esrnn-budget", type=float, default=None,
+                   help="opt-in ES-RNN wall-clock cap in s (default: none, the configured epochs run, so the "
+                        "seed alone fixes the forecasts, however fast the machine; the report says if the cap cut "
+                        "training)")
+    p.add_argument("--esrnn-config", metavar="FILE.json",
+                   help="JSON object of ESRNNConfig fields overriding the frequency's ES-RNN configuration")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one ESRNNConfig field (value read as JSON: --set level_penalty=50 "
+                        "--set 'dilations=[[1,2],[4,8]]'); repeatable, applied after --esrnn-config")
     p.add_argument("--neural-budget", type=float, default=150.0,
                    help="wall-clock budget per lstm/transformer/mingru in s (default 150)")
     p.add_argument("--no-plots", action="store_true", help="no PNG plots")
@@ -486,6 +583,8 @@ def _add_options(p: argparse.ArgumentParser) -> None:
 
 
 def _check_args(a: argparse.Namespace) -> None:
+    if getattr(a, "engine_address", None) and getattr(a, "engine", "local") == "local":
+        raise ValueError("--engine-address needs --engine dask or ray")
     for name in ("series", "jobs", "epochs", "ensemble", "steps", "hidden_size"):
         v = getattr(a, name)
         if v is not None and v < 1:

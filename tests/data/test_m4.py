@@ -226,3 +226,17 @@ def test_evaluate_checks_ids_and_shapes(hourly):
         m4.evaluate(sub, f[:2], ids=sub.ids[:2])
     with pytest.raises(ValueError, match=r"shape \(3, 48\)"):
         m4.evaluate(sub, f[:, :10])
+
+
+@pytest.mark.parametrize("freq", list(m4.FREQUENCIES))
+def test_synthetic_files_have_the_real_shortest_lengths_and_load(tmp_path, freq):
+    m4.write_synthetic_m4(tmp_path, freq, seed=2)
+    ds = m4.load_m4(freq, data_dir=tmp_path)
+    short = {"Yearly": 13, "Quarterly": 16, "Monthly": 42, "Weekly": 80, "Daily": 93, "Hourly": 700}[freq]
+    assert [len(y) for y in ds.train] == [short, int(1.5 * short), 2 * short]
+    assert ds.test.shape == (3, m4.FREQUENCIES[freq][0]) and ds.ids == [f"{freq[0]}{i}" for i in (1, 2, 3)]
+    assert all((y > 0).all() for y in ds.train) and (ds.test > 0).all()
+    first = (tmp_path / f"{freq}-train.csv").read_text().splitlines()[1]
+    assert first.startswith(f'"{freq[0]}1","') and first.endswith(',""')  # M4's quoting and empty padding
+    with pytest.raises(ValueError, match="lengths"):
+        m4.write_synthetic_m4(tmp_path, freq, lengths=[0])

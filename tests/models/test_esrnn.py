@@ -328,7 +328,7 @@ def test_c_state_penalty_adds_the_mean_square_cell():
 
 
 def test_specialists_train_on_their_series_and_forecast_as_the_best_k():
-    from jaxseq.models.esrnn import _reassign, _specialist_batches
+    from jaxseq.models.esrnn.trainer import _reassign, _specialist_batches
 
     rng = np.random.default_rng(0)
     losses = np.array([[1.0, 5.0, 2.0], [2.0, 1.0, 3.0], [3.0, 2.0, 1.0]])  # [members, series]

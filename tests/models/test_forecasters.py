@@ -87,8 +87,8 @@ def test_bad_input():
         fit_global_forecaster(good, kind="lstm", horizon=0, seasonality=12, config=cfg)
     with pytest.raises(ValueError, match="at least one"):
         fit_global_forecaster([], kind="lstm", horizon=6, seasonality=12, config=cfg)
-    with pytest.raises(ValueError, match="length"):
-        fit_global_forecaster([np.ones(20)], kind="lstm", horizon=6, seasonality=12, config=cfg)
+    with pytest.raises(ValueError, match="empty"):
+        fit_global_forecaster([np.ones(0)], kind="lstm", horizon=6, seasonality=12, config=cfg)
     with pytest.raises(ValueError, match="positive"):
         fit_global_forecaster([-np.ones(40)], kind="lstm", horizon=6, seasonality=12, config=cfg)
     with pytest.raises(ValueError, match="1-D"):
@@ -102,3 +102,22 @@ def test_bad_input():
     with pytest.raises(ValueError, match="divisible"):
         fit_global_forecaster(good, kind="transformer", horizon=6, seasonality=12,
                               config=GlobalForecasterConfig(steps=1, **{**TINY, "hidden_size": 9}))
+
+
+def test_short_series_are_padded_not_dropped():
+    from jaxseq.models.forecasters import _left_pad
+
+    # Padding repeats the first season backwards in phase: y[t] = y[start + (t - start) mod m].
+    s = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert np.array_equal(_left_pad(s, 9, 3), [2.0, 3.0, 1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 4.0, 5.0][1:])
+    assert _left_pad(s, 3, 3) is s
+    cfg = GlobalForecasterConfig(steps=2, **TINY)
+    i_sz = cfg.input_size
+    short = [np.full(5, 2.0), np.linspace(1.0, 2.0, i_sz + 10)]  # the first has no full window
+    fitted = fit_global_forecaster(short, kind="lstm", horizon=6, seasonality=12, config=cfg)
+    fc = forecast_global(fitted, short)
+    assert fc.shape == (2, 6) and np.isfinite(fc).all()
+    # Every series too short: all are padded to one window each, and training still runs.
+    fitted = fit_global_forecaster([np.full(3, 1.0), np.full(4, 3.0)], kind="mingru", horizon=6, seasonality=1,
+                                   config=cfg)
+    assert fitted.steps_done == 2 and np.isfinite(forecast_global(fitted, [np.full(3, 1.0), np.full(4, 3.0)])).all()

@@ -93,3 +93,35 @@ def test_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "statsforecast.models", None)
     with pytest.raises(ImportError, match="pip install 'statsforecast"):
         st.forecast_statistical(ys, 6, 6, "ses")
+
+
+def test_dask_engine_gives_the_local_forecasts_and_fills_the_cache(tmp_path):
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    ys = _series()
+    local = st.forecast_statistical(ys, 8, 6, "auto_ets", n_jobs=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        seen = []
+        out = st.forecast_statistical(ys, 8, 6, "auto_ets", engine="dask", engine_address=cluster.scheduler_address,
+                                      cache_dir=tmp_path, ids=["a", "b", "c"], progress=seen.append)
+    np.testing.assert_array_equal(out.forecasts, local.forecasts)
+    assert out.index.tolist() == [0, 1, 2] and sum(seen) == 3 and not out.cached.any()
+    assert len(list((tmp_path / "auto_ets").glob("*.npz"))) == 3  # written here, not by the workers
+    again = st.forecast_statistical(ys, 8, 6, "auto_ets", cache_dir=tmp_path, ids=["a", "b", "c"])
+    assert again.cached.all() and np.array_equal(again.forecasts, local.forecasts)
+
+
+def test_engine_arguments_are_checked():
+    with pytest.raises(ValueError, match="engine must be one of"):
+        st.forecast_statistical(_series(), 8, 6, "ses", engine="spark")
+    with pytest.raises(ValueError, match="engine_address"):
+        st.forecast_statistical(_series(), 8, 6, "ses", engine_address="tcp://x:1")
+
+
+def test_ray_engine_gives_the_local_forecasts():
+    pytest.importorskip("ray")  # not in requirements: skipped unless Ray is installed
+    ys = _series()[:2]
+    local = st.forecast_statistical(ys, 8, 6, "auto_ets", n_jobs=1)
+    out = st.forecast_statistical(ys, 8, 6, "auto_ets", engine="ray", n_jobs=2)
+    np.testing.assert_array_equal(out.forecasts, local.forecasts)
