@@ -132,6 +132,10 @@ class Tokenizer:
                 out.append(int(i))
         return self._sp.decode(out)
 
+    def pieces(self, ids: Iterable[int]) -> list[str]:
+        """The subword strings of ``ids`` (for plots and debugging)."""
+        return [self._sp.id_to_piece(int(i)) for i in ids]
+
     def save(self, path: str | os.PathLike) -> None:
         _atomic_write(Path(path), self.model_proto)
 

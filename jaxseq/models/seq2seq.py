@@ -38,17 +38,7 @@ from jaxseq.ops import rnn as ops_rnn
 
 Array = jax.Array
 
-__all__ = ["Seq2SeqAttention", "Seq2SeqCache", "TransformerSeq2Seq", "lstm_cell", "translate"]
-
-
-def lstm_cell(p: ops_rnn.LSTMParams, x: Array, h: Array, c: Array) -> tuple[Array, Array]:
-    """One LSTM step in PyTorch's gate order (i, f, g, o): x [batch, in], h, c [batch, hidden]."""
-    hidden = h.shape[-1]
-    z = (x @ p.w_ih + h @ p.w_hh + p.b).astype(jnp.float32)
-    i, f, g, o = (z[:, k * hidden:(k + 1) * hidden] for k in range(4))
-    c = jax.nn.sigmoid(f) * c.astype(jnp.float32) + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return h.astype(x.dtype), c.astype(x.dtype)
+__all__ = ["Seq2SeqAttention", "Seq2SeqCache", "TransformerSeq2Seq", "translate"]
 
 
 class Seq2SeqCache(NamedTuple):
@@ -135,7 +125,7 @@ class Seq2SeqAttention(nnx.Module):
         hs, cs = [], []
         with jax.named_scope("recurrence"):
             for k, p in enumerate(cells):
-                h, c = lstm_cell(p, x, cache.h[:, k], cache.c[:, k])
+                h, c = ops_rnn.lstm_cell(p, x, cache.h[:, k], cache.c[:, k])
                 hs.append(h)
                 cs.append(c)
                 x = h + x if k >= 2 else h

@@ -177,7 +177,9 @@ class MultiHeadAttention(nnx.Module):
 
     def attend(self, x: Array, kv: KVCache, *, kv_lengths: Array | None = None) -> Array:
         """Queries ``x [batch, q_time, d_model]`` against projected keys/values -> ``[batch, q_time, d_model]``."""
-        q = self._heads(self.query(x))
+        return self._attend_cached(self._heads(self.query(x)), kv, kv_lengths)
+
+    def _attend_cached(self, q: Array, kv: KVCache, kv_lengths: Array | None) -> Array:
         kw = {} if kv_lengths is None else {"kv_lengths": kv_lengths}
         # The dense kernel: one query row against the cache is a matrix-vector product per head.
         y = _attention_ops.attention(q, kv.k.astype(q.dtype), kv.v.astype(q.dtype), backend="xla", **kw)
@@ -199,7 +201,4 @@ class MultiHeadAttention(nnx.Module):
             k = _positional.apply_rope(k, pos)
         cache = KVCache(jax.lax.dynamic_update_slice_in_dim(cache.k, k.astype(cache.k.dtype), t, axis=1),
                         jax.lax.dynamic_update_slice_in_dim(cache.v, v.astype(cache.v.dtype), t, axis=1))
-        lengths = jnp.full((x.shape[0],), t + 1, jnp.int32)
-        y = _attention_ops.attention(q, cache.k.astype(q.dtype), cache.v.astype(q.dtype), backend="xla",
-                                     kv_lengths=lengths)
-        return self.out(y.reshape(y.shape[:-2] + (self.d_model,))), cache
+        return self._attend_cached(q, cache, jnp.full((x.shape[0],), t + 1, jnp.int32)), cache

@@ -86,6 +86,7 @@ __all__ = [
     "init_lstm_params",
     "init_gru_params",
     "lstm_scan",
+    "lstm_cell",
     "gru_scan",
     "lstm_reference",
     "gru_reference",
@@ -796,6 +797,21 @@ def _reference_loop(step, x, state0, lengths, reverse, dilation):
     if outs is None:
         outs = np.zeros((batch, time, state0[0].shape[1]))
     return outs, tuple(np.stack([f[i] for f in finals]) for i in range(len(state0)))
+
+
+def lstm_cell(params: LSTMParams, x: Array, h: Array, c: Array) -> tuple[Array, Array]:
+    """One LSTM step, gate order i, f, g, o (PyTorch's): x [batch, input], h, c [batch, hidden] -> (h, c).
+
+    For decoders whose next input depends on the last output (input feeding), which a scan over a given
+    sequence cannot express; the gate math runs in float32 and the state returns in ``x``'s dtype.
+    """
+    w_ih, w_hh, b = as_params("lstm_cell", params, LSTMParams)
+    hidden = h.shape[-1]
+    z = (x @ w_ih + h @ w_hh + b).astype(jnp.float32)
+    i, f, g, o = (z[:, k * hidden:(k + 1) * hidden] for k in range(4))
+    c = jax.nn.sigmoid(f) * c.astype(jnp.float32) + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return h.astype(x.dtype), c.astype(x.dtype)
 
 
 def lstm_reference(

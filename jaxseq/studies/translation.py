@@ -106,6 +106,7 @@ class TranslationData:
         self.vocab_size = tokenizer.vocab_size
         self.boundaries = tuple(boundaries or M.DEFAULT_BOUNDARIES)
         self.row_multiple = row_multiple
+        self.valid_text = valid  # (source, target) sentences, for scoring decoded validation output
         self.train_src, self.train_tgt = tokenizer.encode(train[0]), tokenizer.encode(train[1])
         self.valid_src, self.valid_tgt = tokenizer.encode(valid[0]), tokenizer.encode(valid[1])
         self._epoch: tuple[tuple[int, int, int], list] | None = None
@@ -182,14 +183,20 @@ def _model_fn(config: Any, vocab_size: int, rngs: Any) -> Any:
 def count_params(model: Any) -> int:
     from flax import nnx
 
-    return int(sum(np.prod(x.shape) for x in __import__("jax").tree.leaves(nnx.state(model, nnx.Param))))
+    from jaxseq.train.state import count_params as count
+
+    return count(nnx.state(model, nnx.Param))
 
 
 # ------------------------------------------------------------------------------------- decoding
 
 
 class Translator:
-    """Decodes raw sentences with a trained model: bucketed batches, one compilation per bucket shape."""
+    """Decodes raw sentences with a trained model: bucketed batches, one compilation per bucket shape.
+
+    ``model`` may be replaced between calls (``translator.model = ...``): a model of the same structure reuses
+    the compiled searches, which is how the study decodes at every evaluation without recompiling.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, *, rows: int = 32, boundaries: Sequence[int] | None = None) -> None:
         from flax import nnx
@@ -311,18 +318,6 @@ def load_run(workdir: str | Path) -> tuple[Any, Any, Any]:
 # -------------------------------------------------------------------------------------- study
 
 
-def _append(path: Path, rec: dict) -> None:
-    from jaxseq.studies import base
-
-    base.append_record(path, rec)
-
-
-def _records(path: Path) -> list[dict]:
-    from jaxseq.bench.sweep import read_jsonl
-
-    return list(read_jsonl(path)) if path.is_file() else []
-
-
 def _heatmaps(model: Any, kind: str, tok: Any, src: list[str], hyps: list[str]) -> list[dict]:
     import jax.numpy as jnp
 
@@ -337,8 +332,7 @@ def _heatmaps(model: Any, kind: str, tok: Any, src: list[str], hyps: list[str]) 
             _, w = model(*x, tgt_in, return_attention=True)
         else:
             w = model.cross_attention_weights(*x, tgt_in, layer=-1, head=0)
-        maps.append({"src": [tok._sp.id_to_piece(int(i)) for i in s_ids],
-                     "tgt": [tok._sp.id_to_piece(int(i)) for i in h_ids] + ["</s>"],
+        maps.append({"src": tok.pieces(s_ids), "tgt": tok.pieces(h_ids) + ["</s>"],
                      "weights": np.round(np.asarray(w[0, :len(h_ids) + 1, :len(s_ids)]), 4).tolist()})
     return maps
 
@@ -346,6 +340,7 @@ def _heatmaps(model: Any, kind: str, tok: Any, src: list[str], hyps: list[str]) 
 def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationData, *, budget_s: float | None,
               test: tuple[list, list], progress: bool = True) -> dict:
     """Train one model (resumable), recording the validation BLEU curve, then score and time it."""
+    from jaxseq.bench.sweep import read_jsonl
     from jaxseq.studies import base
     from jaxseq.train.loop import train
 
@@ -355,22 +350,21 @@ def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationD
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / TOKENIZER).write_bytes(tok.model_proto)
     _settings_path(workdir).write_text((out / SETTINGS).read_text())
-    mine = [r for r in base.own_records(_records(results)) if r.get("model") == kind
+    mine = [r for r in base.own_records(read_jsonl(results)) if r.get("model") == kind
             and r.get("preset") == preset.name]
     curve = [r for r in mine if r.get("kind") == "curve"]
-    clock = {"train_s": max((r["train_time_s"] for r in curve), default=0.0), "t0": time.perf_counter(),
-             "cut": False}
-    val_src, val_ref = data.valid_src[:preset.val_sentences], None
-    from jaxseq.data import multi30k as M
-
-    val_ref = M.load_split("val")[1][:preset.val_sentences]
+    clock = {"train_s": max((r["train_time_s"] for r in curve), default=0.0), "t0": time.perf_counter()}
+    val_src = data.valid_src[:preset.val_sentences]
+    val_ref = data.valid_text[1][:preset.val_sentences]
+    # One translator for every evaluation: its jitted search is compiled once per bucket, not per evaluation.
+    val_tr = Translator(None, tok, rows=preset.decode_rows, boundaries=preset.boundaries)
 
     def on_eval_model(step: int, loss: float, model: Any) -> None:
         clock["train_s"] += time.perf_counter() - clock["t0"]
-        hyps_ids, _ = Translator(model, tok, rows=preset.decode_rows,
-                                 boundaries=preset.boundaries).translate_ids(val_src, beam=1)
+        val_tr.model = model
+        hyps_ids, _ = val_tr.translate_ids(val_src, beam=1)
         sc = score([tok.decode(y) for y in hyps_ids], val_ref)
-        _append(results, {"kind": "curve", "model": kind, "preset": preset.name, "step": step,
+        base.append_record(results, {"kind": "curve", "model": kind, "preset": preset.name, "step": step,
                           "train_time_s": round(clock["train_s"], 2), "val_loss": round(float(loss), 4),
                           "val_bleu": sc["bleu"]})
         if progress:
@@ -379,11 +373,7 @@ def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationD
         clock["t0"] = time.perf_counter()
 
     def should_stop(step: int) -> bool:
-        if budget_s is None:
-            return False
-        over = clock["train_s"] + time.perf_counter() - clock["t0"] >= budget_s
-        clock["cut"] = clock["cut"] or over
-        return over
+        return budget_s is not None and clock["train_s"] + time.perf_counter() - clock["t0"] >= budget_s
 
     config = train_config(kind, preset, workdir, progress=progress)
     result = train(config, model_fn=_model_fn, data=data, loss_fn=label_smoothed_loss(preset.label_smoothing),
@@ -415,7 +405,7 @@ def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationD
         if beam == 5:
             rec["examples"] = [{"src": s, "hyp": h, "ref": r} for s, h, r in zip(test[0][:3], hyps[:3], test[1][:3])]
             rec["attention"] = _heatmaps(model, kind, tok, test[0][:3], hyps[:3])
-    _append(results, rec)
+    base.append_record(results, rec)
     return rec
 
 
@@ -423,6 +413,7 @@ def run_study(preset: str | Preset, out: str | Path | None = None, *, models: Se
               budget_s: float | None = None, force: bool = False, progress: bool = True) -> Path:
     """Train and score both models into `out` (resumable); returns the report's path."""
     from jaxseq.data import multi30k as M
+    from jaxseq.bench.sweep import read_jsonl
     from jaxseq.studies import base
 
     p = PRESETS[preset] if isinstance(preset, str) else preset
@@ -444,7 +435,7 @@ def run_study(preset: str | Preset, out: str | Path | None = None, *, models: Se
             "vocab_size": tok.vocab_size, "padding_share": padding,
             "batches_per_epoch": data.batches_per_epoch(p.tokens_per_batch)}
     (out / "plan.json").write_text(json.dumps(plan, indent=1) + "\n")
-    done = {r["model"] for r in base.own_records(_records(out / RESULTS))
+    done = {r["model"] for r in base.own_records(read_jsonl(out / RESULTS))
             if r.get("kind") == "final" and r.get("preset") == p.name}
     for kind in models:
         if kind in done and not force:
@@ -460,10 +451,11 @@ def run_study(preset: str | Preset, out: str | Path | None = None, *, models: Se
 
 def write_report(out: str | Path, *, plots: bool = True) -> Path:
     """REPORT.md (and PNG plots) from `out/results.jsonl` alone (one machine's records)."""
+    from jaxseq.bench.sweep import read_jsonl
     from jaxseq.studies import base
 
     out = Path(out)
-    chosen = base.select_machine(_records(out / RESULTS))
+    chosen = base.select_machine(read_jsonl(out / RESULTS))
     records, note = chosen.records, chosen.note()
     plan = json.loads((out / "plan.json").read_text()) if (out / "plan.json").is_file() else {}
     finals = {r["model"]: r for r in records if r.get("kind") == "final"}

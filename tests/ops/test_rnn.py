@@ -406,3 +406,17 @@ def test_return_cells_gradients():
         check_grads(f, (params, x), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="return_cells"):
         lstm_scan(_params("lstm"), _x(), return_cells=True, backward="custom")
+
+
+def test_lstm_cell_is_one_step_of_the_reference():
+    from jaxseq.ops.rnn import init_lstm_params, lstm_cell, lstm_reference
+
+    k = jax.random.split(jax.random.key(7), 4)
+    p = init_lstm_params(k[0], 5, 6)
+    x = jax.random.normal(k[1], (3, 5))
+    h0, c0 = jax.random.normal(k[2], (3, 6)), jax.random.normal(k[3], (3, 6))
+    h, c = lstm_cell(p, x, h0, c0)
+    _, (rh, rc) = lstm_reference(p, np.asarray(x)[:, None], initial_state=(np.asarray(h0), np.asarray(c0)))
+    np.testing.assert_allclose(h, rh, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c, rc, rtol=1e-5, atol=1e-6)
+    assert h.dtype == c.dtype == x.dtype
