@@ -15,10 +15,7 @@ PACK=${PACK:-}
 PY=${PYTHON:-python3}
 LONG_LIMIT=${LONG_LIMIT:-150}
 FLAGS_LIMIT=${FLAGS_LIMIT:-45}
-export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONUNBUFFERED=1
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
-t_start=$(date +%s)
+. scripts/gpu_env.sh
 mkdir -p "$WORK"
 
 echo "== gpu-long (limit ${LONG_LIMIT}s)"

@@ -25,7 +25,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | awk '{print tolower($2)}')
+. scripts/gpu_env.sh
 LR_OUT=${LR_OUT:-profiles/${gpu_name:-gpu}/longrange}
 PRESET=${PRESET:-gpu}
 PY=${PYTHON:-python3}
@@ -33,21 +33,9 @@ LIMIT=${LIMIT:-420}
 HARD_LIMIT=$((LIMIT + 60))
 WORKDIR=${WORKDIR:-/tmp/jaxseq-longrange-runs}
 PACK=${PACK:-}
-export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONUNBUFFERED=1
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
-# The 3 seeds of a frontier cell compile the same program: a persistent cache makes that a lookup.
-export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxseq-jax-cache}
-export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 mkdir -p "$LR_OUT"
-t_start=$(date +%s)
 
-echo "== machine ($(date -u +%FT%TZ), host $(hostname), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))"
-if command -v nvidia-smi >/dev/null 2>&1; then
-  nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
-else
-  echo "nvidia-smi: not found (no NVIDIA GPU here)"
-fi
+print_machine
 
 echo "== software"
 if ! timeout 120 "$PY" - <<'PYEOF'

@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.." || exit 1
 # run on this machine resumes only its own points in that folder (the committed records, written
 # before fingerprints, are measured again, not skipped), and the report covers the newest machine's
 # records with the committed ones beside them as the reference.
-gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | awk '{print tolower($2)}')
+. scripts/gpu_env.sh
 OUT=${OUT:-profiles/${gpu_name:-gpu}}
 PRESET=${PRESET:-gpu}
 PY=${PYTHON:-python3}
@@ -31,23 +31,9 @@ SWEEP_LIMIT=${SWEEP_LIMIT:-400}   # sweep; + traces + report + start-up stays un
 TRACE_LIMIT=${TRACE_LIMIT:-50}
 REPORT_LIMIT=${REPORT_LIMIT:-45}
 PACK=${PACK:-}
-export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONUNBUFFERED=1
-# One jax process must not take 75% of the GPU up front: the sweep's main process and its worker
-# both start a GPU client.
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
-# The trace pass compiles the steps the sweep compiled: a persistent cache makes that a lookup.
-export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxseq-jax-cache}
-export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 mkdir -p "$OUT"
-t_start=$(date +%s)
 
-echo "== machine ($(date -u +%FT%TZ), host $(hostname), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))"
-if command -v nvidia-smi >/dev/null 2>&1; then
-  nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu --format=csv
-else
-  echo "nvidia-smi: not found (no NVIDIA GPU here)"
-fi
+print_machine
 
 echo "== software"
 timeout 120 "$PY" - <<'EOF'

@@ -17,19 +17,15 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | awk '{print tolower($2)}')
+. scripts/gpu_env.sh
 TR_OUT=${TR_OUT:-profiles/${gpu_name:-gpu}/translation}
 PRESET=${PRESET:-gpu}
 PY=${PYTHON:-python3}
 BUDGET=${BUDGET:-210}            # per model: two models + scoring stay inside one 600 s device call
 PACK=${PACK:-}
-export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONUNBUFFERED=1
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
 mkdir -p "$TR_OUT"
 
-echo "== machine ($(date -u +%FT%TZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "(no nvidia-smi)"
+print_machine
 "$PY" -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
 if ! "$PY" -c "import sentencepiece, sacrebleu" 2>/dev/null; then
   echo "ERROR: sentencepiece and sacrebleu are needed (see the wheel steps at the top of this script)" >&2

@@ -5,6 +5,10 @@
 Cases (float32, forward + backward wrt parameters and inputs of a mean loss):
 - LSTM, batch 32, input = hidden = 256, T in {256, 1024}: jaxseq `lstm_scan` and flax
   `nnx.RNN(OptimizedLSTMCell)` against `torch.nn.LSTM`;
+- stacks at the same sizes, T=512 (`--stack-lengths`): 4 layers ("lstm-stack") and 2 bidirectional
+  layers ("lstm-bidir"), `jaxseq.nn.LSTM` with its default schedule and with each explicit schedule
+  (`layers`, `fused`, `wavefront`) against `torch.nn.LSTM(num_layers=4)` / `(num_layers=2,
+  bidirectional=True)`;
 - causal attention, batch 8, d_model 256, 4 heads, T in {1024, 2048, 4096}: every jaxseq backend
   against torch `scaled_dot_product_attention`.
 Each case times its torch anchor first, in the same process and minutes as the JAX runs, so the ratio
@@ -25,8 +29,13 @@ __all__ = ["TARGETS", "DEFAULT_OUT", "resolve_out", "run_ops_bench", "add_parser
 DEFAULT_OUT = "@machine"
 BENCH_OPS = "bench_ops.jsonl"
 
-# (case, T, impl, minimum tokens/s ratio vs the anchor): the project's goals for these ops.
-TARGETS = (("lstm", 1024, "lstm", 1.2), ("attention", 2048, "attn-blockwise", 1.0))
+# (case, T, impl, minimum tokens/s ratio vs the anchor): the project's goals for these ops. Issue 13:
+# torch's CPU LSTM already runs near this machine's large-matmul rate, so parity is the limit for one
+# layer (an earlier goal of 1.2x was above it); the stacks are judged on the module's default schedule.
+TARGETS = (("lstm", 1024, "lstm", 1.0), ("lstm-stack", 512, "lstm-layer+L4", 1.0),
+           ("lstm-bidir", 512, "lstm-layer+L2+bi", 1.0), ("attention", 2048, "attn-blockwise", 1.0))
+STACK_CASES = {"lstm-stack": {"layers": 4, "bidirectional": False},
+               "lstm-bidir": {"layers": 2, "bidirectional": True}}
 
 _COLUMNS = [("case", "case"), ("seq_len", "T"), ("impl", "impl"), ("status", "status"),
             ("ms", "median ms"), ("min_ms", "min ms"), ("ktok_s", "ktok/s"), ("ratio", "x anchor"),
@@ -39,7 +48,11 @@ def _cases(args: argparse.Namespace) -> list[tuple[str, int, list[dict[str, Any]
     from jaxseq.bench.workloads import attention_backends
     import jax
 
+    from jaxseq.bench.workloads import model_label
+    from jaxseq.nn.recurrent import SCHEDULES
+
     lstm_T = args.lstm_lengths or ((128, 256) if args.quick else (256, 1024))
+    stack_T = args.stack_lengths or ((64,) if args.quick else (512,))
     attn_T = args.attn_lengths or ((256, 512) if args.quick else (1024, 2048, 4096))
     backends = args.backends or [b for b in attention_backends()
                                  if b != "cudnn" or jax.default_backend() == "gpu"]
@@ -48,6 +61,14 @@ def _cases(args: argparse.Namespace) -> list[tuple[str, int, list[dict[str, Any]
     for T in lstm_T:
         base = {**common, "seq_len": T, "batch": args.lstm_batch}
         cases.append(("lstm", T, [{**base, "model": m} for m in ("torch-lstm", "lstm", "flax-lstm")]))
+    for name in args.stacks:
+        for T in stack_T:
+            base = {**common, "seq_len": T, "batch": args.lstm_batch, **STACK_CASES[name]}
+            points = [{**base, "model": "torch-lstm"}, {**base, "model": "lstm-layer"}]
+            points += [{**base, "model": "lstm-layer", "schedule": s} for s in SCHEDULES if s != "auto"
+                       and not (s == "fused" and not base["bidirectional"])]
+            assert len({model_label(q) for q in points}) == len(points)
+            cases.append((name, T, points))
     for T in attn_T:
         base = {**common, "seq_len": T, "batch": args.attn_batch, "heads": args.heads}
         models = ["torch-sdpa"] + [f"attn-{b}" for b in backends]
@@ -67,14 +88,14 @@ def resolve_out(out: str | None) -> Path | None:
 def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Time every case; return one row per (case, T, impl) with the ratio to that case's anchor."""
     from jaxseq.bench.sweep import append_jsonl, classify_exception, environment_info
-    from jaxseq.bench.workloads import build_workload, measure_workload
+    from jaxseq.bench.workloads import build_workload, measure_workload, model_label
 
     rows = []
     out = resolve_out(args.out)
     for case, T, points in _cases(args):
         anchor_tps = None
         for i, point in enumerate(points):
-            row: dict[str, Any] = {"case": case, "seq_len": T, "impl": point["model"]}
+            row: dict[str, Any] = {"case": case, "seq_len": T, "impl": model_label(point)}
             try:
                 w = build_workload(point)
                 res = measure_workload(w, warmup=args.warmup, repeats=args.repeats,
@@ -112,9 +133,11 @@ def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
 def target_lines(rows: list[dict[str, Any]]) -> list[str]:
     """One line per target: measured ratio and whether it is met."""
     lines = []
+    anchors = {"lstm": "torch.nn.LSTM", "lstm-stack": "torch.nn.LSTM(num_layers=4)",
+               "lstm-bidir": "torch.nn.LSTM(num_layers=2, bidirectional=True)"}
     for case, T, impl, goal in TARGETS:
         match = [r for r in rows if r["case"] == case and r["seq_len"] == T and r["impl"] == impl]
-        anchor = "torch.nn.LSTM" if case == "lstm" else "torch SDPA"
+        anchor = anchors.get(case, "torch SDPA")
         head = f"target: {impl} >= {goal:.1f}x {anchor} tokens/s at T={T}: "
         if not match or match[0]["ratio"] is None:
             lines.append(head + "not measured in this run")
@@ -147,9 +170,15 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Register `jaxseq bench ops`."""
-    p = subparsers.add_parser("bench", help="op benchmarks against torch anchors (bench ops)",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("target", choices=("ops",), help="what to benchmark")
+    from jaxseq.bench import kernels
+
+    bench = subparsers.add_parser("bench", help="op benchmarks against torch anchors (bench ops); kernels "
+                                  "per time step (bench kernels)", description=__doc__.split("\n\n")[0])
+    targets = bench.add_subparsers(dest="target", metavar="TARGET")
+    targets.required = True
+    p = targets.add_parser("ops", help="training steps against torch anchors, one process",
+                           description=__doc__.split("\n\n")[0])
+    kernels.add_parser(targets)
     p.add_argument("--quick", action="store_true", help="shorter sequences (LSTM 128/256, "
                    "attention 256/512)")
     p.add_argument("--out", nargs="?", const=DEFAULT_OUT, metavar="FILE",
@@ -159,6 +188,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--lstm-lengths", type=int, nargs="+", help="override the LSTM lengths")
     p.add_argument("--attn-lengths", type=int, nargs="+", help="override the attention lengths")
+    p.add_argument("--stack-lengths", type=int, nargs="+", help="override the stacked-LSTM lengths")
+    p.add_argument("--stacks", nargs="*", choices=tuple(STACK_CASES), default=list(STACK_CASES),
+                   help="stacked-LSTM cases to run (default both; none: --stacks with no value)")
     p.add_argument("--backends", nargs="+", help="attention backends (default: all available)")
     p.add_argument("--width", type=int, default=256, help="LSTM input = hidden; attention d_model")
     p.add_argument("--heads", type=int, default=4)

@@ -5,7 +5,10 @@ A point is a dict::
     {"model": "lstm", "seq_len": 1024, "batch": 32, "width": 256, "dtype": "float32", "mode": "train"}
 
 with optional `heads` (attention; default width // 64, at least 1), `unroll` ("lstm"/"gru": the
-`lax.scan` unroll factor, default 1) and, for data-parallel points,
+`lax.scan` unroll factor, default 1), `layers` and `bidirectional` (the stacked LSTMs "lstm-layer",
+"torch-lstm" and "cudnn-lstm": number of layers, default 1, and both directions per layer, default
+False), `schedule` ("lstm-layer": how `jaxseq.nn.LSTM` runs its stack, see its docstring; default
+"auto") and, for data-parallel points,
 `devices` and `parallel` ("jit" | "pmap"). `build_workload(point)` returns a `Workload` whose `fn(*args)`
 is one step: "forward" returns the outputs, "train" returns the gradients of a mean loss with respect
 to the parameters and the inputs (what a training step's backward pass computes; no optimizer update).
@@ -31,7 +34,7 @@ __all__ = ["Workload", "MODELS", "model_label", "RECURRENT_MODELS", "ATTENTION_M
            "available_models", "normalize_point", "attention_backends", "measure_workload"]
 
 DTYPES = ("float32", "bfloat16", "float16")
-MODES = ("forward", "train")
+MODES = ("forward", "train", "generate")  # "generate": jaxseq.bench.generation
 PARALLEL = ("jit", "pmap")
 RECURRENT_MODELS = ("lstm", "gru", "mingru", "minlstm")
 LAYER_MODELS = ("lstm-layer", "transformer-block")
@@ -113,13 +116,25 @@ def _importable(module: str) -> bool:
 
 
 def model_label(point: dict[str, Any]) -> str:
-    """The name a point's model goes by in tables and plots: "lstm", or "lstm+unroll8" for a variant."""
+    """The name a point's model goes by in tables and plots: "lstm", or "lstm+unroll8", "torch-lstm+L4+bi",
+    "lstm-layer+L4+wavefront" for variants."""
+    label = point["model"]
+    if point.get("layers", 1) not in (None, 1):
+        label += f"+L{point['layers']}"
+    if point.get("bidirectional"):
+        label += "+bi"
+    if point.get("schedule") not in (None, "auto"):
+        label += f"+{point['schedule']}"
     unroll = point.get("unroll", 1)
-    return f"{point['model']}+unroll{unroll}" if unroll not in (None, 1) else point["model"]
+    return f"{label}+unroll{unroll}" if unroll not in (None, 1) else label
 
 
 def normalize_point(point: dict[str, Any]) -> dict[str, Any]:
     """Check a point's fields and fill defaults (heads). Raises ValueError naming the bad field."""
+    if point.get("mode") == "generate":
+        from jaxseq.bench.generation import normalize_generation_point
+
+        return normalize_generation_point(point)
     p = dict(point)
     for field in ("model", "seq_len", "batch", "width"):
         if field not in p:
@@ -140,6 +155,24 @@ def normalize_point(point: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"point unroll applies to 'lstm' and 'gru' only, got model {p['model']!r}")
         if not isinstance(p["unroll"], int) or isinstance(p["unroll"], bool) or p["unroll"] < 1:
             raise ValueError(f"point unroll must be a positive int, got {p['unroll']!r}")
+    stack_models = ("lstm-layer", "torch-lstm", "cudnn-lstm")
+    if "layers" in p:
+        if p["model"] not in stack_models:
+            raise ValueError(f"point layers applies to {stack_models} only, got model {p['model']!r}")
+        if not isinstance(p["layers"], int) or isinstance(p["layers"], bool) or p["layers"] < 1:
+            raise ValueError(f"point layers must be a positive int, got {p['layers']!r}")
+    if "bidirectional" in p:
+        if p["model"] not in stack_models:
+            raise ValueError(f"point bidirectional applies to {stack_models} only, got model {p['model']!r}")
+        if not isinstance(p["bidirectional"], bool):
+            raise ValueError(f"point bidirectional must be true or false, got {p['bidirectional']!r}")
+    if "schedule" in p:
+        from jaxseq.nn.recurrent import SCHEDULES
+
+        if p["model"] != "lstm-layer":
+            raise ValueError(f"point schedule applies to 'lstm-layer' only, got model {p['model']!r}")
+        if p["schedule"] not in SCHEDULES:
+            raise ValueError(f"point schedule must be one of {SCHEDULES}, got {p['schedule']!r}")
     if "devices" in p or "parallel" in p:
         p.setdefault("devices", 1)
         p.setdefault("parallel", "jit")
@@ -232,9 +265,11 @@ def _layer_apply(p: dict[str, Any]):
     if model == "lstm-layer":
         from jaxseq.nn import LSTM
 
-        module = LSTM(W, W, dtype=dt, param_dtype=dt, rngs=rngs)
+        L, bi = p.get("layers", 1), p.get("bidirectional", False)
+        module = LSTM(W, W, num_layers=L, bidirectional=bi, schedule=p.get("schedule", "auto"),
+                      dtype=dt, param_dtype=dt, rngs=rngs)
         apply, params = _nnx_apply(module, lambda m, xx: m(xx)[0])
-        flops = F.lstm_flops(B, T, W, W, mode=p["mode"])
+        flops = stack_lstm_flops(B, T, W, L, bi, p["mode"])
     elif model == "transformer-block":
         from jaxseq.nn import TransformerBlock
 
@@ -315,17 +350,30 @@ def _cudnn_lstm_apply(p: dict[str, Any]):
     from jax.experimental import rnn as jrnn
 
     B, T, W, dt = p["batch"], p["seq_len"], p["width"], _jnp_dtype(p["dtype"])
-    weights = jrnn.init_lstm_weight(jax.random.key(0), W, W, 1, False).astype(dt)
+    L, bi = p.get("layers", 1), p.get("bidirectional", False)
+    D = 2 if bi else 1
+    weights = jrnn.init_lstm_weight(jax.random.key(0), W, W, L, bi).astype(dt)
     x = jax.random.normal(jax.random.key(1), (B, T, W), jnp.float32).astype(dt)
-    zeros = jnp.zeros((1, B, W), dt)
+    zeros = jnp.zeros((L * D, B, W), dt)
     lengths = jnp.full((B,), T, jnp.int32)
 
     def apply(w, xx):
         y, _, _ = jrnn.lstm(xx, zeros, zeros, w, lengths, input_size=W, hidden_size=W,
-                            num_layers=1, dropout=0.0, bidirectional=False)
+                            num_layers=L, dropout=0.0, bidirectional=bi)
         return y
 
-    return apply, weights, x, F.lstm_flops(B, T, W, W, mode=p["mode"])
+    return apply, weights, x, stack_lstm_flops(B, T, W, L, bi, p["mode"])
+
+
+def stack_lstm_flops(batch: int, seq_len: int, width: int, layers: int, bidirectional: bool,
+                     mode: str) -> int:
+    """Analytic FLOPs of an LSTM stack of `layers` at input = hidden = `width`; a bidirectional layer is
+    two directions, and the layers above it read both (2 * width features)."""
+    if not bidirectional:
+        return F.lstm_flops(batch, seq_len, width, width, num_layers=layers, mode=mode)
+    first = F.lstm_flops(batch, seq_len, width, width, mode=mode)
+    rest = F.lstm_flops(batch, seq_len, 2 * width, width, mode=mode) * (layers - 1)
+    return 2 * (first + rest)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,7 +391,8 @@ def _torch_workload(p: dict[str, Any]) -> Workload:
     train = mode == "train"
     tokens = B * T
     if p["model"] == "torch-lstm":
-        lstm = torch.nn.LSTM(W, W, batch_first=True).to(device=dev, dtype=dt)
+        L, bi = p.get("layers", 1), p.get("bidirectional", False)
+        lstm = torch.nn.LSTM(W, W, num_layers=L, bidirectional=bi, batch_first=True).to(device=dev, dtype=dt)
         x = torch.randn(B, T, W, device=dev, dtype=dt, requires_grad=train)
         params = list(lstm.parameters())
 
@@ -358,7 +407,7 @@ def _torch_workload(p: dict[str, Any]) -> Workload:
             return None
 
         return Workload("torch-lstm", "torch", step, (x,), tokens,
-                        F.lstm_flops(B, T, W, W, mode=mode), no_grad=not train,
+                        stack_lstm_flops(B, T, W, L, bi, mode), no_grad=not train,
                         notes=f"torch {torch.__version__} on {dev}, {torch.get_num_threads()} threads")
 
     # torch-sdpa: layout [batch, heads, time, head_dim]
@@ -434,6 +483,10 @@ def _data_parallel_workload(p: dict[str, Any]) -> Workload:
 def build_workload(point: dict[str, Any]) -> Workload:
     """The step function and arguments of one point (see the module docstring)."""
     p = normalize_point(point)
+    if p["mode"] == "generate":
+        from jaxseq.bench.generation import build_generation_workload
+
+        return build_generation_workload(p)
     if "devices" in p:
         return _data_parallel_workload(p)
     if p["model"].startswith("torch-"):

@@ -60,6 +60,8 @@ __all__ = [
     "init_minlstm_params",
     "mingru",
     "minlstm",
+    "mingru_step",
+    "minlstm_step",
     "mingru_reference",
     "minlstm_reference",
     "g",
@@ -548,6 +550,93 @@ def _minlstm(params: MinLSTMParams, x: Array, h0: Array | None, mode: str) -> tu
     f_n = jax.nn.sigmoid(-diff)
     i_n = jax.nn.sigmoid(diff)
     return _run_min_rnn(None, None, f_n, i_n * g(pre_h), h0, mode, x.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# One step (incremental decoding)
+# ----------------------------------------------------------------------------------------------
+
+def _validate_min_step(where: str, cls: type, params: object, x: object, h: object,
+                       weight_names: tuple[str, ...]) -> tuple[tuple, Array, Array]:
+    """Checks and converts the arguments of mingru_step/minlstm_step: (params, x_t, h)."""
+    params = as_params(where, params, cls)
+    x = as_array(where, "x", x)
+    h = _as_input("h", h, where)
+    if jnp.ndim(x) != 2:
+        raise ValueError(f"`x` must have shape [batch, input] (one time step, rank 2), got shape "
+                         f"{jnp.shape(x)}")
+    _check_float("x", x)
+    _check_float("h", h)
+    for wn in weight_names:
+        w, bias = getattr(params, wn), getattr(params, "b" + wn[1:])
+        if jnp.ndim(w) != 2 or jnp.shape(w) != jnp.shape(getattr(params, weight_names[0])):
+            raise ValueError(f"`params.{wn}` must have shape [input, hidden] like "
+                             f"`params.{weight_names[0]}`, got {jnp.shape(w)}")
+        if jnp.shape(bias) != (jnp.shape(w)[1],):
+            raise ValueError(f"`params.b{wn[1:]}` must have shape ({jnp.shape(w)[1]},), got "
+                             f"{jnp.shape(bias)}")
+    p_in, hidden = jnp.shape(getattr(params, weight_names[0]))
+    if jnp.shape(x)[1] != p_in:
+        raise ValueError(f"`x` has {jnp.shape(x)[1]} features (shape {jnp.shape(x)}) but `params` "
+                         f"({cls.__name__}) expect input size {p_in}")
+    if jnp.shape(h) != (jnp.shape(x)[0], hidden):
+        raise ValueError(f"`h` must have shape [batch, hidden] = ({jnp.shape(x)[0]}, {hidden}), got "
+                         f"shape {jnp.shape(h)}")
+    return params, x, h
+
+
+def _project_step(x: Array, ws: tuple[Array, ...], bs: tuple[Array, ...]) -> list[Array]:
+    """:func:`_project` for one step: x [batch, input] -> n arrays [batch, hidden] (float32 for halves).
+
+    One matmul per weight: concatenating the weights (as the sequence form does, once per call)
+    would copy them at every decoded token.
+    """
+    cdt = jnp.promote_types(x.dtype, ws[0].dtype)
+    acc = _compute_dtype(cdt)
+    return [jnp.einsum("bi,ih->bh", x.astype(cdt), w.astype(cdt), preferred_element_type=acc)
+            + b.astype(acc) for w, b in zip(ws, bs)]
+
+
+def mingru_step(params: MinGRUParams, x: Array, h: Array) -> Array:
+    """One minGRU step: ``h_t = (1 - z_t) * h_{t-1} + z_t * g(Linear_h(x_t))``, ``z = sigmoid(Linear_z(x))``.
+
+    The ``mode="sequential"`` maths of :func:`mingru` for a single time step, for incremental
+    decoding (the state is all a minGRU carries between tokens).
+
+    Args:
+      params: :class:`MinGRUParams`.
+      x: ``[batch, input]``, the input at this step.
+      h: ``[batch, hidden]``, the previous state (zeros at the start).
+
+    Returns:
+      the new state ``h [batch, hidden]`` (also the step's output) in ``x``'s dtype; half-precision
+      inputs are computed in float32. Over a sequence this equals :func:`mingru` exactly up to
+      rounding in float32; for bf16/float16 the state is rounded to ``x``'s dtype at every step
+      (the scan keeps its carry in float32), so the two drift apart by the half-precision rounding.
+    """
+    params, x, h = _validate_min_step("mingru_step", MinGRUParams, params, x, h, ("w_z", "w_h"))
+    with jax.named_scope("recurrence"):
+        k, pre_h = _project_step(x, (params.w_z, params.w_h), (params.b_z, params.b_h))
+        z = jax.nn.sigmoid(k)
+        h_new = (1.0 - z) * h.astype(k.dtype) + z * g(pre_h)
+        return h_new.astype(x.dtype)
+
+
+def minlstm_step(params: MinLSTMParams, x: Array, h: Array) -> Array:
+    """One minLSTM step: ``h_t = f'_t * h_{t-1} + i'_t * g(Linear_h(x_t))`` (normalised gates).
+
+    The ``mode="sequential"`` maths of :func:`minlstm` for a single time step (gates through
+    ``diff = softplus(-k_f) - softplus(-k_i)`` as there). Arguments and dtypes as
+    :func:`mingru_step`: ``x [batch, input]``, ``h [batch, hidden]`` -> ``h [batch, hidden]``.
+    """
+    params, x, h = _validate_min_step("minlstm_step", MinLSTMParams, params, x, h,
+                                      ("w_f", "w_i", "w_h"))
+    with jax.named_scope("recurrence"):
+        k_f, k_i, pre_h = _project_step(x, (params.w_f, params.w_i, params.w_h),
+                                        (params.b_f, params.b_i, params.b_h))
+        diff = jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)
+        h_new = jax.nn.sigmoid(-diff) * h.astype(k_f.dtype) + jax.nn.sigmoid(diff) * g(pre_h)
+        return h_new.astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------

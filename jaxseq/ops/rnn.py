@@ -375,6 +375,43 @@ def _time_mask(lengths: Array | None, time: int) -> Array | None:
     return (jnp.arange(time, dtype=jnp.int32)[:, None] < lengths[None, :])[:, :, None]  # [T, B, 1]
 
 
+def _lstm_pointwise(z: Array, c: Array, hidden: int):
+    """The LSTM cell's elementwise part, shared by every scan (one layer, both directions, wavefront).
+
+    z [..., 4H] pre-activations in gate order i, f, g, o and c [..., H] = c_{t-1}, both in the
+    accumulation dtype. Returns the activations (i, f, g, o), c_t and h_t (accumulation dtype).
+    """
+    i = jax.nn.sigmoid(z[..., :hidden])
+    f = jax.nn.sigmoid(z[..., hidden : 2 * hidden])
+    g = jnp.tanh(z[..., 2 * hidden : 3 * hidden])
+    o = jax.nn.sigmoid(z[..., 3 * hidden :])
+    c_new = f * c + i * g
+    return (i, f, g, o), c_new, o * jnp.tanh(c_new)
+
+
+def _lstm_pointwise_vjp(acts: Array, c_prev: Array, dh: Array, dc: Array, hidden: int):
+    """Backward of :func:`_lstm_pointwise` from the saved activations [..., 4H] and c_{t-1}.
+
+    dh, dc are the cotangents of h_t and c_t (accumulation dtype). Returns the pre-activations'
+    cotangent dz [..., 4H] and c_{t-1}'s. c_t is rebuilt elementwise, so the forward pass saves
+    activations and c_{t-1} only.
+    """
+    i, f = acts[..., :hidden], acts[..., hidden : 2 * hidden]
+    g, o = acts[..., 2 * hidden : 3 * hidden], acts[..., 3 * hidden :]
+    tc = jnp.tanh(f * c_prev + i * g)
+    dct = dc + dh * o * (1.0 - tc * tc)
+    dz = jnp.concatenate(
+        [
+            dct * g * i * (1.0 - i),
+            dct * c_prev * f * (1.0 - f),
+            dct * i * (1.0 - g * g),
+            dh * tc * o * (1.0 - o),
+        ],
+        axis=-1,
+    )
+    return dz, dct * f
+
+
 def _shift_prev(h0: Array, out_tm: Array) -> Array:
     """h_{t-1} for every t, time-major: [h0, out_0, ..., out_{T-2}].
 
@@ -406,12 +443,8 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
         xt, m = inp
         gx = xt if hoist else xt @ w_ih + b
         z = (gx + h @ w_hh).astype(acc)
-        i = jax.nn.sigmoid(z[:, :hidden])
-        f = jax.nn.sigmoid(z[:, hidden : 2 * hidden])
-        g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
-        o = jax.nn.sigmoid(z[:, 3 * hidden :])
-        c_new = f * c + i * g
-        h_new = (o * jnp.tanh(c_new)).astype(h.dtype)
+        gates, c_new, h_new = _lstm_pointwise(z, c, hidden)
+        h_new = h_new.astype(h.dtype)
         if m is None:
             h_next, c_next, out = h_new, c_new, h_new
         else:
@@ -421,7 +454,7 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
         if save:
             # Save activations (not pre-activations) and c_{t-1}: the backward step rebuilds
             # c_t = f*c_{t-1} + i*g elementwise instead of storing it.
-            acts = jnp.concatenate([i, f, g, o], axis=-1).astype(h.dtype)
+            acts = jnp.concatenate(gates, axis=-1).astype(h.dtype)
             return (h_next, c_next), (out, acts, c)
         if cells:
             c_out = c_new if m is None else jnp.where(m, c_new, jnp.zeros_like(c_new))
@@ -464,29 +497,16 @@ def _lstm_custom_bwd_body(hoist, unroll, res, cts):
     def step(carry, inp):
         dh, dc = carry
         a, cp, dy, m = inp
-        a = a.astype(acc)
-        i, f = a[:, :hidden], a[:, hidden : 2 * hidden]
-        g, o = a[:, 2 * hidden : 3 * hidden], a[:, 3 * hidden :]
-        tc = jnp.tanh(f * cp + i * g)
         dh_tot = dh + dy.astype(acc)
         if m is not None:
             dh_tot = jnp.where(m, dh_tot, 0.0)
             dc_in = jnp.where(m, dc, 0.0)
         else:
             dc_in = dc
-        dct = dc_in + dh_tot * o * (1.0 - tc * tc)
-        dz = jnp.concatenate(
-            [
-                dct * g * i * (1.0 - i),
-                dct * cp * f * (1.0 - f),
-                dct * i * (1.0 - g * g),
-                dh_tot * tc * o * (1.0 - o),
-            ],
-            axis=-1,
-        ).astype(cdt)
+        dz, dc_prev = _lstm_pointwise_vjp(a.astype(acc), cp, dh_tot, dc_in, hidden)
+        dz = dz.astype(cdt)
         # The only per-step matmul of the backward pass: weight gradients wait for the end.
         dh_prev = (dz @ w_hh_t).astype(acc)
-        dc_prev = dct * f
         if m is not None:
             dh_prev = jnp.where(m, dh_prev, dh)
             dc_prev = jnp.where(m, dc_prev, dc)

@@ -177,3 +177,45 @@ def test_report_gpu_targets(tmp_path):
     assert "attn-xla training step vs cuDNN flash attention" in text and "0.50x (NOT met" in text
     assert "best 52.0% (514 TFLOP/s) at T=2048 B=16 W=2048 bfloat16 - met" in text
     assert "| lstm+unroll8 |" in text
+
+
+def _with(rec, **fields):
+    rec["point"].update(fields)
+    rec["key"] = point_key(rec["point"])
+    return rec
+
+
+def test_report_stack_targets(tmp_path):
+    # Issue 13: the 4-layer and 2-layer bidirectional stacks against their torch twins (bench ops
+    # rows, labelled by layers/bidirectional/schedule), and the GPU 8-layer stack per schedule.
+    bench = []
+    for model, secs, fields in (("torch-lstm", 1.0, dict(layers=4)), ("lstm-layer", 1.25, dict(layers=4)),
+                                ("lstm-layer", 0.8, dict(layers=4, schedule="wavefront")),
+                                ("torch-lstm", 1.0, dict(layers=2, bidirectional=True)),
+                                ("lstm-layer", 0.9, dict(layers=2, bidirectional=True))):
+        rec = _with(record(model, 512, secs, B=32, W=256), **fields)
+        bench.append({"bench": "ops", "status": "ok", "point": rec["point"], "result": rec["result"],
+                      **ENV, "load": [0.1] * 3, "timestamp": "t"})
+    write_jsonl(tmp_path / "bench_ops.jsonl", bench)
+    lines = report.target_lines(report.load_study(tmp_path))
+    stack = [ln for ln in lines if "4 stacked layers" in ln]
+    bi = [ln for ln in lines if "2 bidirectional layers" in ln]
+    assert len(stack) == 1 and "bench ops: 0.80x (NOT met" in stack[0]  # the default schedule's row
+    assert len(bi) == 1 and "bench ops: 1.11x (met" in bi[0]
+
+    def gpu(rec):
+        rec["device"] = dict(rec["device"], backend="gpu", device_kind="NVIDIA H200")
+        return rec
+
+    gdir = tmp_path / "gpu"
+    gdir.mkdir()
+    recs = [gpu(_with(record("torch-lstm", 1024, 0.10, B=16, W=1024, dtype="float16"), layers=8)),
+            gpu(_with(record("lstm-layer", 1024, 0.20, B=16, W=1024, dtype="float16"), layers=8,
+                      schedule="layers")),
+            gpu(_with(record("lstm-layer", 1024, 0.07, B=16, W=1024, dtype="float16"), layers=8,
+                      schedule="wavefront"))]
+    write_jsonl(gdir / "results.jsonl", recs)
+    lines = report.target_lines(report.load_study(gdir))
+    eight = {ln.split("(")[1].split(" ")[0]: ln for ln in lines if "8-layer stack" in ln}
+    assert "scale sweep: 0.50x (NOT met" in eight["layers"]
+    assert "scale sweep: 1.43x (met" in eight["wavefront"]

@@ -73,12 +73,16 @@ def test_bench_ops_tiny(capsys, tmp_path):
     out = tmp_path / "b.jsonl"
     argv = ["bench", "ops", "--lstm-lengths", "8", "--attn-lengths", "16", "--width", "16",
             "--heads", "2", "--lstm-batch", "2", "--attn-batch", "2", "--warmup", "0",
-            "--repeats", "1", "--backends", "xla", "--out", str(out)]
+            "--repeats", "1", "--backends", "xla", "--stack-lengths", "4", "--out", str(out)]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "torch-lstm" in text and "attn-xla" in text and "target:" in text
+    # the stack cases: torch's twin first, then the module's default and every explicit schedule
+    assert "torch-lstm+L4" in text and "lstm-layer+L2+bi+fused" in text and "lstm-layer+L4+wavefront" in text
+    assert "lstm-layer+L4 >= 1.0x" in text
     recs = [json.loads(l) for l in out.read_text().splitlines()]
-    assert len(recs) == 5 and all(r["status"] == "ok" for r in recs)
+    # lstm 3 + 4-layer stack 4 + bidirectional stack 5 + attention 2
+    assert len(recs) == 14 and all(r["status"] == "ok" for r in recs), [r.get("result") for r in recs]
 
 
 def test_gpu_preset_options_and_targets_first():

@@ -9,9 +9,15 @@ warmed-up step per model at its smallest and a short length: a scan's trace grow
 
 - smoke: a few tiny points, < 1 min (used by the tests);
 - cpu:   the study on the project's 2-core CPU, < 15 min;
-- gpu:   one H100/H200, about 7 min (the issue's GPU targets first, then bf16/float16/float32 up to
-         T=16384 with the cuDNN backends);
+- gpu:   one H100/H200, about 8 min (the issue's GPU targets first, then bf16/float16/float32 up to
+         T=16384 with the cuDNN backends, then generation points up to a 65536-token context);
+- gpu-generate: generation points alone on one GPU (contexts up to 65536);
 - full:  everything (hours).
+
+Generation points (`mode="generate"`, `jaxseq.bench.generation`): per-token decode latency and memory
+per sequence against the context length (`seq_len`) for "lstm", "mingru" and "transformer" stacks of
+2 layers at equal width (the Transformer with a key/value cache); `jaxseq report` turns them into its
+"Generation" section.
 
 DIR defaults to this machine's folder: `profiles/<machine_slug>/` for the study presets (cpu, gpu),
 `profiles/<machine_slug>/<preset>/` for the others, so a smoke run never lands among the study's points.
@@ -76,6 +82,7 @@ _ATTN_CPU = ("attn-naive", "attn-vmapped", "attn-blockwise", "attn-xla")
 _ATTN_ALL = _ATTN_CPU + ("attn-cudnn",)
 _LAYERS = ("lstm-layer", "transformer-block")
 _ANCHORS = ("torch-lstm", "torch-sdpa", "flax-lstm", "cudnn-lstm")
+_GENERATE = ("lstm", "mingru", "transformer")  # jaxseq.bench.generation.GENERATE_MODELS
 
 
 def _pow2(lo: int, hi: int) -> tuple[int, ...]:
@@ -88,12 +95,15 @@ PRESETS: dict[str, Preset] = {
             # mingru's associative scan compiles in ~5-10 s even this small: not in the smoke set.
             Grid(("lstm", "attn-xla", "torch-lstm"), (16, 32), (2,), (32,)),
             Grid(("lstm",), (16,), (2,), (32,), devices=(2,), parallel=("jit", "pmap")),
+            # Generation: per-token decode at one tiny context (~1-2 s per point, mostly compile).
+            Grid(_GENERATE, (32,), (1,), (32,), modes=("generate",), options=({"new_tokens": 4},)),
         ),
         warmup=1, repeats=2, timeout_s=None, trace_lengths=1,
     ),
-    # 119 points. Estimated on 2 quiet cores (from KNOWLEDGE.md's anchors and points timed while the
+    # 134 points. Estimated on 2 quiet cores (from KNOWLEDGE.md's anchors and points timed while the
     # machine was loaded): main grid ~2 min, long-T grid ~1.5 min, forward ~25 s, targets ~1.5 min,
-    # device grid ~1 min, traces ~1 min (22 traces, 26 MB): about 7-8 minutes in all.
+    # device grid ~1 min, generation 40 s (measured, loaded), traces ~1 min (22 traces, 26 MB):
+    # about 8-9 minutes in all.
     "cpu": Preset(
         grids=(
             # Main grid: every model at equal width, training step, T = 128 .. 2048.
@@ -109,7 +119,7 @@ PRESETS: dict[str, Preset] = {
             # Forward only (inference).
             Grid(("lstm", "mingru", "attn-blockwise", "attn-xla", "torch-lstm", "torch-sdpa"),
                  (256, 2048), (8,), (128,), modes=("forward",)),
-            # Target: jaxseq LSTM >= 1.2x torch.nn.LSTM tokens/s at batch 32, hidden 256, T=1024.
+            # Target: jaxseq LSTM >= 1.0x torch.nn.LSTM tokens/s at batch 32, hidden 256, T=1024.
             Grid(("lstm", "torch-lstm", "flax-lstm"), (256, 1024), (32,), (256,)),
             # Target: blockwise attention >= 1.0x torch SDPA at T=2048 (d_model 256, 4 heads,
             # batch 8), with memory linear in T (three lengths for the fit).
@@ -117,6 +127,12 @@ PRESETS: dict[str, Preset] = {
             # Data parallel on 1, 2, 4, 8 fake CPU devices (weak scaling, 4 sequences per device).
             Grid(("lstm", "transformer-block"), (512,), (4,), (128,),
                  devices=(1, 2, 4, 8), parallel=("jit", "pmap")),
+            # Generation: ms per token and memory per sequence against the context length, batch 1,
+            # 2 layers of width 256 (calls of 16 tokens are short and noisy: more warm-up and
+            # repeats). 64 locates a crossover below 256. The 15 points took 40 s on the 2-core
+            # CPU under a load average of ~10 (most of it compiling; 16384 costs ~46 ms per token).
+            Grid(_GENERATE, (64, 256, 1024, 4096, 16384), (1,), (256,), modes=("generate",),
+                 warmup=3, repeats=7),
         ),
         warmup=1, repeats=3, timeout_s=120,
     ),
@@ -156,6 +172,11 @@ PRESETS: dict[str, Preset] = {
             # The CPU study's target settings, for a CPU/GPU comparison at equal points.
             Grid(("lstm", "torch-lstm", "flax-lstm"), (1024,), (32,), (256,)),
             Grid(("attn-blockwise", "attn-xla", "torch-sdpa"), (1024, 2048, 4096), (8,), (256,)),
+            # Generation (last: the issue's GPU targets come first): the CPU grid's settings for a
+            # CPU/GPU comparison, then width 512 in bf16 up to 65536 (`gpu-generate` alone).
+            Grid(_GENERATE, (256, 1024, 4096, 16384), (1,), (256,), modes=("generate",)),
+            Grid(_GENERATE, (1024, 4096, 16384, 65536), (1,), (512,), dtypes=("bfloat16",),
+                 modes=("generate",)),
         ),
         # ~100 points on one GPU; a short limit keeps a few slow points from eating the budget.
         # One trace per model (its shortest length): traces must come back as one small tarball.
@@ -179,6 +200,41 @@ PRESETS: dict[str, Preset] = {
                  options=({}, {"unroll": 8}, {"unroll": 32})),
         ),
         warmup=3, repeats=10, timeout_s=60, trace_lengths=0,
+    ),
+    # Issue 13 on one GPU (scripts/gpu_lstm.sh): the one-layer target (fp16, B=16, H=768, T=1024), an
+    # 8-layer stack at H=1024 and a 2-layer bidirectional stack, jaxseq.nn.LSTM under every schedule
+    # beside torch's cuDNN LSTM at the same shapes (the anchor first in each group).
+    "gpu-lstm-stack": Preset(
+        grids=(
+            Grid(("torch-lstm", "lstm", "lstm-layer"), (1024,), (16,), (768,), dtypes=("float16",)),
+            Grid(("torch-lstm",), (1024,), (16,), (1024,), dtypes=("float16",), options=({"layers": 8},)),
+            Grid(("lstm-layer",), (1024,), (16,), (1024,), dtypes=("float16",),
+                 options=({"layers": 8, "schedule": "layers"}, {"layers": 8, "schedule": "wavefront"})),
+            Grid(("torch-lstm",), (1024,), (16,), (768,), dtypes=("float16",),
+                 options=({"layers": 2, "bidirectional": True},)),
+            Grid(("lstm-layer",), (1024,), (16,), (768,), dtypes=("float16",),
+                 options=({"layers": 2, "bidirectional": True, "schedule": "layers"},
+                          {"layers": 2, "bidirectional": True, "schedule": "fused"})),
+        ),
+        warmup=2, repeats=5, timeout_s=60, trace_lengths=0,
+    ),
+    # The 1-layer and 8-layer points again, for one XLA_FLAGS variant per run (scripts/gpu_lstm.sh).
+    "gpu-lstm-flags": Preset(
+        grids=(
+            Grid(("torch-lstm", "lstm"), (1024,), (16,), (768,), dtypes=("float16",)),
+            Grid(("torch-lstm",), (1024,), (16,), (1024,), dtypes=("float16",), options=({"layers": 8},)),
+            Grid(("lstm-layer",), (1024,), (16,), (1024,), dtypes=("float16",),
+                 options=({"layers": 8, "schedule": "wavefront"},)),
+        ),
+        warmup=2, repeats=5, timeout_s=45, trace_lengths=0,
+    ),
+    # Generation only on one GPU: batch 1 (latency) and 16 (throughput), contexts 256 .. 65536.
+    "gpu-generate": Preset(
+        grids=(
+            Grid(_GENERATE, (256, 1024, 4096, 16384, 65536), (1, 16), (512,),
+                 dtypes=("bfloat16", "float32"), modes=("generate",)),
+        ),
+        warmup=2, repeats=10, timeout_s=60, trace_lengths=0,
     ),
     "full": Preset(
         grids=(
@@ -245,13 +301,15 @@ def build_points(preset: str, *, models: list[str] | None = None, lengths: list[
     replaces every grid's lengths. Models not in `available` and device counts above `max_devices`
     (None: no limit, fake CPU devices) are dropped.
     """
+    from jaxseq.bench.generation import GENERATE_MODELS
     from jaxseq.bench.workloads import MODELS
 
     if preset not in PRESETS:
         raise ValueError(f"--preset must be one of {tuple(PRESETS)}, got {preset!r}")
     for m in models or ():
-        if m not in MODELS:
-            raise ValueError(f"--models: unknown model {m!r}; valid: {', '.join(MODELS)}")
+        if m not in MODELS and m not in GENERATE_MODELS:
+            valid = MODELS + tuple(g for g in GENERATE_MODELS if g not in MODELS)
+            raise ValueError(f"--models: unknown model {m!r}; valid: {', '.join(valid)}")
     for n in lengths or ():
         if n < 1:
             raise ValueError(f"--lengths must be positive ints, got {n}")
@@ -261,8 +319,10 @@ def build_points(preset: str, *, models: list[str] | None = None, lengths: list[
         if g.devices and not include_devices:
             continue
         if models:
-            g = dataclasses.replace(g, models=tuple(models) if i == 0 else
-                                    tuple(m for m in g.models if m in models))
+            picked = tuple(models) if i == 0 else tuple(m for m in g.models if m in models)
+            if g.modes != ("generate",):
+                picked = tuple(m for m in picked if m in MODELS)  # "transformer" generates only
+            g = dataclasses.replace(g, models=picked)
         if lengths:
             g = dataclasses.replace(g, lengths=tuple(sorted(set(lengths))))
         g = dataclasses.replace(g, lengths=tuple(sorted(g.lengths)))
@@ -297,13 +357,18 @@ def env_for(point: dict[str, Any]) -> dict[str, str] | None:
 
 def run_point(point: dict[str, Any]) -> dict[str, Any]:
     """Build, compile, warm up and time one point (runs inside a sweep worker)."""
+    from jaxseq.bench.generation import GenerationWorkload, generation_fields
     from jaxseq.bench.workloads import build_workload, measure_workload
 
     w = build_workload(point)
     peak = os.environ.get(PEAK_ENV)
-    return measure_workload(w, warmup=int(point.get("warmup", 2)),
-                            repeats=int(point.get("repeats", 5)), dtype=point.get("dtype", "float32"),
-                            peak_tflops=float(peak) if peak else None)
+    result = measure_workload(w, warmup=int(point.get("warmup", 2)),
+                              repeats=int(point.get("repeats", 5)),
+                              dtype=point.get("dtype", "float32"),
+                              peak_tflops=float(peak) if peak else None)
+    if isinstance(w, GenerationWorkload):
+        result.update(generation_fields(w, result))  # ms_per_token, memory per sequence
+    return result
 
 
 def trace_points(points: list[dict[str, Any]], per_model: int = 2,
@@ -456,8 +521,11 @@ def run_scale(preset: str, out: str | os.PathLike | None = None, *,
     real = backend != "cpu"  # on accelerators device points use the real devices
     if real:
         os.environ["JAXSEQ_REAL_DEVICES"] = "1"
+    from jaxseq.bench.generation import GENERATE_MODELS
+
+    # Generation models (jaxseq.bench.generation) are pure JAX: they run on every backend.
     points = build_points(preset, models=models, lengths=lengths,
-                          available=available_models(backend),
+                          available=available_models(backend) + GENERATE_MODELS,
                           max_devices=jax.device_count() if real else None,
                           include_devices=devices)
     if not points:
