@@ -118,3 +118,31 @@ def test_label_smoothed_loss_matches_numpy():
         for t in range(n):
             want += 0.9 * -logp[b, t, batch["tgt_out"][b, t]] - 0.1 * logp[b, t].mean()
     assert float(count) == 4.0 and float(total) == pytest.approx(want, rel=1e-5)
+
+
+def _final(tps, bleu5, decode_s):
+    return {"parameters": 1000, "train_target_tokens_per_s": tps, "test_sentences": 1000,
+            "beam1": {"bleu": bleu5 - 1, "decode_s": decode_s / 2}, "beam5": {"bleu": bleu5, "decode_s": decode_s}}
+
+
+def _curve(points):
+    return [{"step": s, "train_time_s": t, "val_bleu": b} for s, t, b in points]
+
+
+def test_findings_say_where_the_lead_comes_from_and_check_the_decode_goal():
+    # The Transformer trains fewer tokens/s but reaches 30 in fewer steps: the finding must say so.
+    finals = {"lstm": _final(2000.0, 33.6, 22.4), "transformer": _final(1500.0, 34.8, 61.0)}
+    curves = {"lstm": _curve([(800, 700, 12.0), (1600, 1378, 31.0)]),
+              "transformer": _curve([(600, 711, 27.7), (800, 938, 30.5), (1200, 1380, 34.2)])}
+    text = "\n".join(T._findings(finals, curves))
+    assert "First to 30 validation BLEU (greedy) in training wall-clock time: transformer" in text
+    assert "transformer gets to 30 first although it trains fewer target tokens per second (1500 vs 2000)" in text
+    assert "800 steps against 1600 for the lstm" in text and "learning more per step" in text
+    assert "lstm never" in text  # to 34
+    assert "lstm translates the 1000 test sentences with beam 5 in 22.4 s (under the 60 s goal" in text
+    assert "transformer translates the 1000 test sentences with beam 5 in 61.0 s (NOT under" in text
+    # The faster trainer that is also first gets no "learning more per step" claim.
+    finals["transformer"]["train_target_tokens_per_s"] = 2500.0
+    text = "\n".join(T._findings(finals, curves))
+    assert "first and also trains more target tokens per second (2500 vs 2000)" in text
+    assert "learning more per step" not in text
