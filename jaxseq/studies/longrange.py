@@ -62,7 +62,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-__all__ = ["PRESETS", "Preset", "TaskData", "Search", "run_longrange", "write_report", "default_out",
+__all__ = ["PRESETS", "Preset", "TaskData", "Search", "run_longrange", "write_report", "default_out", "cell_outcome",
            "add_parser", "search", "plateaued", "solved_at", "frontier_of", "state_floats", "task_bits"]
 
 SOLVED = 0.99
@@ -454,6 +454,24 @@ def plateaued(history: list, patience: int, min_delta: float) -> bool:
     return not (loss_better or acc_better)
 
 
+def cell_outcome(history: list, stop: str | None, preset: Preset) -> str:
+    """A finished cell's outcome from its validation curve and why training stopped.
+
+    `stop` is what `should_stop` decided ("solved", "plateau", "budget") or None when the step cap
+    ended training. The engine evaluates once more at the step it stops at, off the evaluation grid:
+    that point may shift the plateau window and show a noise-sized gain, so a stop the plateau rule
+    made stays a plateau (found on the Intel 2-core run of 2026-12-01: selective copy, LSTM, T=64,
+    stopped as a plateau at step 551 and was recorded as "cap").
+    """
+    if solved_at(history, preset.confirm) is not None:
+        return "solved"
+    if stop == "budget":
+        return "budget"
+    if stop == "plateau" or plateaued(history, preset.patience, preset.min_delta):
+        return "plateau"
+    return "cap"
+
+
 def solved_at(history: list, confirm: int) -> int | None:
     """Index of the first of `confirm` consecutive validation checks at accuracy >= SOLVED, or None.
 
@@ -684,14 +702,7 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
     rec["history"] = history
     at = solved_at(history, preset.confirm)
     first = history[at] if at is not None else None
-    if first is not None:
-        outcome = "solved"
-    elif why.get("stop") == "budget":
-        outcome = "budget"
-    elif plateaued(history, preset.patience, preset.min_delta):
-        outcome = "plateau"
-    else:
-        outcome = "cap"
+    outcome = cell_outcome(history, why.get("stop"), preset)
     rec["outcome"] = outcome
     rec["steps_to_solve"] = int(first[0]) if first else None
     rec["sequences_to_solve"] = int(first[0]) * preset.batch_size if first else None

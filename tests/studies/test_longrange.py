@@ -128,6 +128,25 @@ def test_plateau_rule():
     assert not longrange.plateaued([], patience=50, min_delta=0.01)
 
 
+
+def test_a_plateau_stop_stays_a_plateau_after_the_final_off_grid_evaluation():
+    # The curve of a real cell (selective copy, LSTM, T=64, Intel 2-core, 2026-12-01): the plateau rule
+    # stopped it after the evaluation at step 550; the engine's last evaluation at step 551 moves the
+    # window and shows a noise-sized gain, which must not turn the plateau into "cap".
+    h = [[50, 2.0933, 0.1445], [100, 2.1122, 0.1309], [150, 2.1024, 0.1016], [200, 2.0874, 0.1016],
+         [250, 2.0862, 0.1113], [300, 2.0848, 0.1406], [350, 2.0883, 0.1309], [400, 2.0853, 0.1289],
+         [450, 2.0844, 0.1270], [500, 2.0839, 0.1289], [550, 2.0935, 0.1484]]
+    preset = longrange.PRESETS["default"]
+    assert longrange.plateaued(h, preset.patience, preset.min_delta)
+    final = h + [[551, 2.0925, 0.1660]]
+    assert not longrange.plateaued(final, preset.patience, preset.min_delta)
+    assert longrange.cell_outcome(final, "plateau", preset) == "plateau"
+    assert longrange.cell_outcome(final, None, preset) == "cap"  # the step cap ended it
+    assert longrange.cell_outcome(final, "budget", preset) == "budget"
+    solved = final + [[600, 0.01, 1.0], [650, 0.01, 1.0]]
+    assert longrange.cell_outcome(solved, "solved", preset) == "solved"
+    assert longrange.cell_outcome(h, None, preset) == "plateau"  # the rule holds at the cap
+
 # ---------------------------------------------------------------------------------------- faked training
 def _fake_cells(truth, calls, *, override=None):
     """train_one faked: `truth[(task, model)]` = longest length solved (plateau above it).
