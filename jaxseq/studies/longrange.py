@@ -572,16 +572,21 @@ def search(preset: Preset, task: str, model: str, lookup: Callable[[str], dict |
             break
     if s.stopped is None:
         while True:
-            top = s.hi if s.hi is not None else capped  # the failure, else the cap, bounds from above
+            # The nearer of the failure and the cap bounds from above: a capped midpoint ends the
+            # bisection (probing it again would loop forever; it did, on 2026-12-01).
+            top = min((T for T in (s.hi, capped) if T is not None), default=None)
             if s.lo is None or top is None or top <= 2 * s.lo:
                 break
             mid = int(round(math.sqrt(s.lo * top)))
-            if not s.lo < mid < top:
+            if not s.lo < mid < top or mid in s.tried:
                 break
             if rec(mid, s.lr) is None:
                 return pend([(mid, s.lr, 0)])
             if not visit(mid):
                 break
+        if s.stopped is None and s.hi is not None and capped is not None and s.lo is not None \
+                and s.lo < capped < s.hi and s.hi > 2 * s.lo:
+            s.stopped = f"bisection ended by the step cap at {capped}"
         if s.stopped is None and s.hi is None:
             if capped is not None:
                 s.stopped = f"cap at {capped}"

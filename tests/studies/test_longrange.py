@@ -255,6 +255,28 @@ def test_frontier_is_within_a_factor_of_two_for_any_true_frontier(monkeypatch, t
             assert true >= lengths[-1] and s.lo == lengths[-1] and "solved every length" in s.stopped
 
 
+
+def test_a_capped_bisection_midpoint_ends_the_search():
+    # Seen on 2026-12-01 (copy, minGRU, grid 64 -> 256): solved at 64, plateau at 256, the midpoint 128
+    # ended by the step cap. The search probed 128 again forever; it must stop and say why.
+    preset = _grid_preset(models=("mingru",), lengths=(64, 256), lrs=(1e-2,), seeds=2)
+    calls: list = []
+    fake = _fake_cells({("copy", "mingru"): 64}, calls,
+                       override=lambda t, m, T, lr, k: "cap" if T == 128 else None)
+    done = {}
+    for _ in range(20):
+        s = longrange.search(preset, "copy", "mingru", done.get)
+        if not s.pending:
+            break
+        T, lr, k = s.pending[0]
+        done[longrange.run_key(preset, "copy", "mingru", T, lr, k)] = fake(preset, "copy", "mingru", T, lr, None,
+                                                                          seed_index=k)
+    assert not s.pending, "the search did not end"
+    assert (s.lo, s.hi, s.tried) == (64, 256, [64, 256, 128])
+    assert s.stopped == "bisection ended by the step cap at 128"
+    assert "64 ≤ F < 256 — bisection ended by the step cap at 128" in longrange._frontier_text(s)
+    assert sorted((T, k) for _, _, T, _, k in calls if k > 0) == [(64, 1), (256, 1)]
+
 def test_inconclusive_cells_are_never_failures(monkeypatch, tmp_path, no_plots):
     """A cap or a divergence stops the search with its reason: never a frontier, never a failure."""
     calls: list = []
