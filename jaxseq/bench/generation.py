@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from jaxseq.bench.workloads import DTYPES, Workload, measure_workload
+from jaxseq.bench.workloads import DTYPES, Workload, measure_workload, point_with_required_fields
 
 __all__ = ["GENERATE_MODELS", "DEFAULT_LAYERS", "DEFAULT_NEW_TOKENS", "GenerationWorkload",
            "normalize_generation_point", "state_bytes_per_sequence", "decode_flops_per_token",
@@ -79,11 +79,7 @@ def normalize_generation_point(point: dict[str, Any]) -> dict[str, Any]:
 
     Raises ValueError naming the bad field.
     """
-    p = dict(point)
-    for field in ("model", "seq_len", "batch", "width"):
-        if field not in p:
-            raise ValueError(f"point needs {field!r}: {point}")
-    p.setdefault("dtype", "float32")
+    p = point_with_required_fields(point)
     p.setdefault("mode", "generate")
     if p["mode"] != "generate":
         raise ValueError(f"generation points need mode 'generate', got {p['mode']!r}")

@@ -129,17 +129,24 @@ def model_label(point: dict[str, Any]) -> str:
     return f"{label}+unroll{unroll}" if unroll not in (None, 1) else label
 
 
+def point_with_required_fields(point: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a sweep point that has model, seq_len, batch and width (ValueError naming the
+    missing one), with dtype defaulting to float32; shared by training and generation points."""
+    p = dict(point)
+    for field in ("model", "seq_len", "batch", "width"):
+        if field not in p:
+            raise ValueError(f"point needs {field!r}: {point}")
+    p.setdefault("dtype", "float32")
+    return p
+
+
 def normalize_point(point: dict[str, Any]) -> dict[str, Any]:
     """Check a point's fields and fill defaults (heads). Raises ValueError naming the bad field."""
     if point.get("mode") == "generate":
         from jaxseq.bench.generation import normalize_generation_point
 
         return normalize_generation_point(point)
-    p = dict(point)
-    for field in ("model", "seq_len", "batch", "width"):
-        if field not in p:
-            raise ValueError(f"point needs {field!r}: {point}")
-    p.setdefault("dtype", "float32")
+    p = point_with_required_fields(point)
     p.setdefault("mode", "train")
     if p["model"] not in MODELS:
         raise ValueError(f"point model must be one of {MODELS}, got {p['model']!r}")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -43,6 +44,20 @@ def as_array(where: str, name: str, x: Any) -> jax.Array:
     except (TypeError, ValueError):
         raise TypeError(f"{where}: `{name}` must be an array (jax or NumPy) or a number, "
                         f"got {type(x).__name__}") from None
+
+
+def int_at_least(where: str, name: str, v: Any, lo: int) -> int:
+    """``v`` as a Python int >= ``lo`` (bools refused), else a ValueError naming ``where`` and ``name``."""
+    msg = f"{where}: `{name}` must be an int >= {lo}, got {v!r}"
+    if isinstance(v, bool):
+        raise ValueError(msg)
+    try:
+        i = operator.index(v)
+    except TypeError:
+        raise ValueError(msg) from None
+    if i < lo:
+        raise ValueError(msg)
+    return i
 
 
 def as_params(where: str, params: Any, cls: type) -> Any:

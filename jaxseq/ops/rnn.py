@@ -75,7 +75,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxseq.ops._checks import as_array, as_params, check_forward_mode, explain_forward_mode
+from jaxseq.ops._checks import as_array, as_params, check_forward_mode, explain_forward_mode, int_at_least
 
 Array = jax.Array
 Backward = Literal["auto", "custom", "autodiff"]
@@ -236,14 +236,7 @@ def _validate_common(
             # any value (a gather past the end in the reversal would otherwise read garbage).
             lengths = jnp.clip(lengths, 0, time)
 
-    if isinstance(dilation, bool):
-        raise ValueError(f"{kind}: `dilation` must be an int >= 1, got {dilation!r}")
-    try:
-        dilation = operator.index(dilation)
-    except TypeError:
-        raise ValueError(f"{kind}: `dilation` must be an int >= 1, got {dilation!r}") from None
-    if dilation < 1:
-        raise ValueError(f"{kind}: `dilation` must be an int >= 1, got {dilation!r}")
+    dilation = int_at_least(kind, "dilation", dilation, 1)
 
     if not isinstance(unroll, bool):
         try:

@@ -43,7 +43,6 @@ least float32, outputs and final states in the input dtype.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from contextlib import nullcontext
 from functools import partial
@@ -54,7 +53,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxseq.ops._checks import as_array, as_params, check_forward_mode, explain_forward_mode
+from jaxseq.ops._checks import (
+    as_array,
+    as_params,
+    check_forward_mode,
+    explain_forward_mode,
+    int_at_least,
+)
 from jaxseq.ops.rnn import (
     LSTMParams,
     _acc_dtype,
@@ -92,15 +97,7 @@ class _Cfg(NamedTuple):
 
 
 def _int_ge(v: Any, name: str, lo: int) -> int:
-    if isinstance(v, bool):
-        raise ValueError(f"{_KIND}: `{name}` must be an int >= {lo}, got {v!r}")
-    try:
-        i = operator.index(v)
-    except TypeError:
-        raise ValueError(f"{_KIND}: `{name}` must be an int >= {lo}, got {v!r}") from None
-    if i < lo:
-        raise ValueError(f"{_KIND}: `{name}` must be an int >= {lo}, got {v!r}")
-    return i
+    return int_at_least(_KIND, name, v, lo)
 
 
 def _validate(params, x, initial_state, lengths, residual_from, dropout_masks, dilations,
