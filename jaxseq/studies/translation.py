@@ -518,6 +518,7 @@ DECODE_GOAL_S = 60.0
 
 def _findings(finals: dict, curves: dict) -> list[str]:
     out = []
+    tps = {m: finals[m]["train_target_tokens_per_s"] for m in finals}
     if len(finals) == 2:
         best = max(finals, key=lambda m: finals[m]["beam5"]["bleu"])
         other = next(m for m in finals if m != best)
@@ -526,7 +527,6 @@ def _findings(finals: dict, curves: dict) -> list[str]:
         ratio = finals["transformer"]["parameters"] / finals["lstm"]["parameters"]
         out.append(f"- Parameters: Transformer {finals['transformer']['parameters']:,}, LSTM "
                    f"{finals['lstm']['parameters']:,} ({ratio:.2f}×).")
-        tps = {m: finals[m]["train_target_tokens_per_s"] for m in finals}
         faster = max(tps, key=tps.get)
         out.append(f"- Training throughput: the {faster} processes {tps[faster] / min(tps.values()):.2f}× the target "
                    f"tokens per second of the other on this machine.")
@@ -538,7 +538,6 @@ def _findings(finals: dict, curves: dict) -> list[str]:
             out.append(f"- First to {target:.0f} validation BLEU (greedy) in training wall-clock time: {first} ({rest}).")
             steps = {m: _first_time_to(c, target, "step") for m, c in curves.items() if c}
             if target == 30.0 and len(finals) == 2 and all(v is not None for v in steps.values()):
-                tps = {m: finals[m]["train_target_tokens_per_s"] for m in finals}
                 other = next(m for m in finals if m != first)
                 head = (f"- The {first} gets to 30 first although it trains fewer target tokens per second"
                         if tps[first] < tps[other] else
