@@ -10,7 +10,9 @@
 * head: a linear map to ``out_features`` per position (``[batch, time, out_features]``).
 
 ``lstm_forget_bias`` (LSTM only, default 0: PyTorch's initialisation) adds a constant to the forget
-gate's bias at initialisation.
+gate's bias at initialisation. ``lstm_chrono`` (LSTM only, an int ``T_max`` or None) instead sets the
+chrono initialisation of Tallec & Ollivier (2018): forget-gate bias ``log(u)``, ``u ~ U[1, T_max - 1]``
+per unit, and input-gate bias ``-log(u)``, so the units' memory time scales spread up to ``T_max``.
 
 Every output at step t depends only on inputs up to t, so the long-range tasks of
 `jaxseq.data.synthetic` cannot be solved by looking ahead. The model kinds used by `jaxseq longrange`
@@ -60,6 +62,7 @@ class SequenceModel(nnx.Module):
         attention_backend: str = "auto",
         min_rnn_mode: str = "sequential",
         lstm_forget_bias: float = 0.0,
+        lstm_chrono: int | None = None,
         dropout: float = 0.0,
         dtype: Any = None,
         rngs: nnx.Rngs,
@@ -90,9 +93,25 @@ class SequenceModel(nnx.Module):
             self.body = RNN_KINDS[kind](self.d_model, self.d_model, num_layers=self.num_layers,
                                         dropout=dropout, dtype=dtype, rngs=rngs, **kw)
             self.positional = None
+            if (lstm_forget_bias or lstm_chrono is not None) and kind != "lstm":
+                raise ValueError(f"{name}: lstm_forget_bias and lstm_chrono are for kind 'lstm', got kind {kind!r}")
+            if lstm_chrono is not None:
+                if lstm_forget_bias:
+                    raise ValueError(f"{name}: give lstm_chrono or lstm_forget_bias, not both")
+                if isinstance(lstm_chrono, bool) or not isinstance(lstm_chrono, (int, np.integer)) \
+                        or lstm_chrono < 3:
+                    raise ValueError(f"{name}: lstm_chrono must be an int T_max >= 3, got {lstm_chrono!r}")
+                # Chrono initialisation (Tallec & Ollivier 2018, section 4): a unit with forget bias
+                # log(u) keeps its memory for about u steps; spreading u over [1, T_max - 1] gives
+                # every time scale up to the task's length a unit, and the input gate opens as little.
+                h = self.d_model
+                for layer in self.body.layers:
+                    for op in layer:
+                        u = jax.random.uniform(rngs.params(), (h,), minval=1.0, maxval=float(lstm_chrono) - 1.0)
+                        b = op.b[...]
+                        op.b[...] = b.at[h:2 * h].set(jnp.log(u).astype(b.dtype)).at[:h].set(
+                            -jnp.log(u).astype(b.dtype))
             if lstm_forget_bias:
-                if kind != "lstm":
-                    raise ValueError(f"{name}: lstm_forget_bias is for kind 'lstm', got kind {kind!r}")
                 # Gate order i, f, g, o: add the constant to the forget gate's bias (Gers et al. 2000;
                 # Jozefowicz et al. 2015), on top of PyTorch's uniform initialisation.
                 h = self.d_model

@@ -108,6 +108,10 @@ class Preset:
     budget_s: float | None = None  # wall-clock budget of the whole study
     seed: int = 0
     lstm_forget_bias: float = 1.0  # added to the LSTM forget-gate bias at init (Jozefowicz et al. 2015)
+    # Chrono initialisation of the LSTM's gates up to the cell's length (Tallec & Ollivier 2018);
+    # replaces lstm_forget_bias when set.
+    lstm_chrono: bool = False
+    plateau_start: int = 0  # no plateau verdict before this step (slow starters: long-lag adding)
 
     @property
     def steps(self) -> int:
@@ -137,36 +141,31 @@ _TRANSFORMERS = ("transformer-sin", "transformer-rope")
 PRESETS: dict[str, Preset] = {
     # The tests: one task, two one-layer models, lengths 8 and 32 (a failure at 32 after a success at 8
     # bisects to 16), a two-value sweep, a 120-step cap checked every 20 steps (plateau window 40),
-    # 3 seeds at the frontier; compilation dominates (~3 s per cell on 2 cores).
+    # 2 seeds at the frontier (the third's path is the same; the fake-training tests run 3);
+    # compilation dominates (~3 s per cell on 2 cores).
     "smoke": Preset(
         tasks=("copy",), models=("lstm", "transformer-rope"), lengths=(8, 32), lrs=(1e-2, 3e-2),
         max_steps=120, batch_size=8, target_params=6000, eval_every=20, patience=40, warmup_steps=5,
         ckpt_every=120, layers=1, difficulty=(("copy", 2), ("selective_copy", 2), ("mqar", 2), ("adding", 2)),
-        eval_examples=16,
+        eval_examples=16, seeds=2,
     ),
-    # The study on a 2-core CPU in 45 minutes (not run yet). Measured here with this engine (2026-12-01,
-    # batch 16, ~50k parameters, the machine shared, load 3-5 on 2 cores, so upper bounds): step times
-    # T=64 6.5 ms (recurrent) / 10 ms (Transformer); T=256 33 / ~100 ms; T=1024 (LSTM) ~165 ms;
-    # compilation ~3 s per cell. Single cells: copy T=64, Transformer solved at step 100; LSTM with
-    # forget-gate bias +1 at chance for 3000 steps at lr 3e-3 and 1e-2 (sigmoid(1)^55 ~ 3e-8: the
-    # memory fades over the 55-step delay), with +4 solved at step 1350 (lr 1e-2; after a ~400-step
-    # flat stretch, which the 500-step window lets through); adding T=256, LSTM (+1) solved at 1150.
-    # Hence: forget-gate bias +4 (a constant in the spirit of chrono initialisation, Tallec & Ollivier
-    # 2018); grid 64 -> 256 (one bisection to 128 gives the factor 2); adding, the task of the LSTM
-    # claim (Hochreiter & Schmidhuber: T = 100, 500, 1000), rises 64 -> 512 (>= 500; bisection 181,
-    # then 128 or 256); the Transformers stop at 256 (longer is the `gpu` preset's job). Cap 2500
-    # steps (40k sequences); validation every 50 steps on 128 sequences; plateau window 500 steps.
-    # Estimate: T=64, 24 (task, model) x 2 learning rates: 16 Transformer cells x ~5 s + 32 recurrent
-    # x ~12 s = ~8 min; T=256, 20 cells: ~12 min; adding at 512, 4 recurrent x ~140 s = ~9 min;
-    # bisection cells ~3 min. The frontier search thus takes ~32 min and runs first; the extra seeds
-    # (2 per frontier length, ~70 cells, ~20 s each) get the rest of the 42-minute budget (+ the
-    # report): those it cuts are recorded as "budget" (never failures), reported, and continued by a
-    # rerun. On a quiet machine step times are ~1/2 to 2/3 of the above.
+    # The study on a 2-core CPU. Step times (quiet, batch 16, ~50k parameters): T=64 ~6.5 ms (recurrent) /
+    # 10 ms (Transformer); T=256 ~33 / ~100 ms; T=512 (LSTM) ~185 ms; compilation ~3 s per cell.
+    # Protocol 2's first run (Intel 2-core, 2026-12-01: cap 2500, window 500, forget-gate bias +4) left
+    # GRU and minLSTM copy at T=64 capped at 94% / 93%, and the LSTM's adding at T=512 stopped as a
+    # plateau at step 651 (sigmoid(4)^512 ~ 1e-4: the constant bias forgets over the lag). Measured
+    # on the AMD 2-core, 2026-12-02, with the settings below: GRU copy T=64 (lr 3e-3) solved at
+    # step 3350; LSTM adding T=512 with chrono initialisation (Tallec & Ollivier 2018: time scales up to
+    # T) left chance at step ~300 and was at 92% by step 850. Hence chrono for the LSTM, a 5000-step cap
+    # (80k sequences, about Hochreiter & Schmidhuber's 74k for T=100) and a 1000-step plateau window
+    # (no verdict before step 1050). Grid 64 -> 256 (adding 64 -> 512), the Transformers stop at 256.
+    # The frontier search runs first, the extra seeds after it; the 42-minute budget cuts what does not
+    # fit (recorded as "budget", never a failure; a rerun continues).
     "default": Preset(
         tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256), lrs=(3e-3, 1e-2),
-        max_steps=2500, batch_size=16, target_params=50_000, eval_every=50, patience=500,
+        max_steps=5000, batch_size=16, target_params=50_000, eval_every=50, patience=1000,
         eval_examples=128, max_len=(("transformer-sin", 256), ("transformer-rope", 256)),
-        task_lengths=(("adding", (64, 512)),), budget_s=42 * 60, lstm_forget_bias=4.0,
+        task_lengths=(("adding", (64, 512)),), budget_s=42 * 60, lstm_chrono=True,
     ),
     # One GPU (scripts/gpu_longrange.sh): every model up to T=16384, batch 32, a 20k-step cap, plateau
     # window 2000 steps. The full grid takes hours; the script's wall-clock cap (budget_s, ~7 min)
@@ -174,7 +173,7 @@ PRESETS: dict[str, Preset] = {
     "gpu": Preset(
         tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256, 1024, 4096, 16384), lrs=(3e-3, 1e-2),
         max_steps=20_000, batch_size=32, target_params=50_000, eval_every=200, patience=2000,
-        eval_examples=256, ckpt_every=1000, budget_s=7 * 60, lstm_forget_bias=4.0,
+        eval_examples=256, ckpt_every=1000, budget_s=7 * 60, lstm_chrono=True,
     ),
 }
 
@@ -263,7 +262,9 @@ def model_kwargs(model: str, data: TaskData, preset: Preset) -> dict[str, Any]:
         kw.update(vocab_size=data.vocab_size, out_features=data.num_classes)
     if model.startswith("transformer"):
         kw["num_heads"] = preset.num_heads
-    if model == "lstm" and preset.lstm_forget_bias:
+    if model == "lstm" and preset.lstm_chrono:
+        kw["lstm_chrono"] = max(3, data.seq_len)
+    elif model == "lstm" and preset.lstm_forget_bias:
         kw["lstm_forget_bias"] = preset.lstm_forget_bias
     return kw
 
@@ -359,6 +360,8 @@ def _validate(preset: Preset) -> None:
     for name in ("max_steps", "batch_size", "eval_every", "patience", "seeds", "ckpt_every", "confirm"):
         if getattr(preset, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected >= 1, got {getattr(preset, name)}")
+    if preset.plateau_start < 0:
+        raise ValueError(f"--plateau-start: expected >= 0, got {preset.plateau_start}")
     if preset.warmup_steps < 0:
         raise ValueError(f"warmup_steps: expected >= 0, got {preset.warmup_steps}")
     if not 0 <= preset.min_delta < 1:
@@ -390,11 +393,16 @@ def run_key(preset: Preset, task: str, model: str, length: int, lr: float, seed_
              "target_params": preset.target_params, "layers": preset.layers}
     if model == "lstm":
         point["lstm_forget_bias"] = preset.lstm_forget_bias
+        if preset.lstm_chrono:  # only when set: the keys of earlier runs stay valid
+            point["lstm_chrono"] = True
+    if preset.plateau_start:
+        point["plateau_start"] = preset.plateau_start
     return json.dumps(point, sort_keys=True, separators=(",", ":"))
 
 
 def _workdir(root: Path, task: str, model: str, length: int, lr: float, seed: int, preset: Preset) -> Path:
-    fb = f"_fb{preset.lstm_forget_bias:g}" if model == "lstm" else ""
+    fb = ("_chrono" if preset.lstm_chrono else f"_fb{preset.lstm_forget_bias:g}") if model == "lstm" else ""
+    fb += f"_ps{preset.plateau_start}" if preset.plateau_start else ""
     return root / task / model / (f"T{length}_lr{lr:g}_seed{seed}_cap{preset.max_steps}_b{preset.batch_size}"
                                   f"_e{preset.eval_every}_p{preset.patience}_d{preset.difficulty_of(task)}"
                                   f"_n{preset.target_params}{fb}")
@@ -432,17 +440,19 @@ def _lr_score(rec: dict) -> tuple:
             -(loss if loss is not None and math.isfinite(loss) else math.inf))
 
 
-def plateaued(history: list, patience: int, min_delta: float) -> bool:
+def plateaued(history: list, patience: int, min_delta: float, start: int = 0) -> bool:
     """True when the validation curve stopped improving (the protocol's plateau rule).
 
     `history`: ``[(step, val_loss, val_accuracy), ...]`` in step order. Plateau at the last step k:
-    some evaluation lies at or before ``k - patience``, and none after it has a loss below
-    ``(1 - min_delta)`` x the best loss up to ``k - patience`` or an accuracy above the best accuracy
-    up to then plus ``min_delta``.
+    ``k >= start``, some evaluation lies at or before ``k - patience``, and none after it has a loss
+    below ``(1 - min_delta)`` x the best loss up to ``k - patience`` or an accuracy above the best
+    accuracy up to then plus ``min_delta``.
     """
     if not history:
         return False
     k = history[-1][0]
+    if k < start:
+        return False
     before = [h for h in history if h[0] <= k - patience]
     if not before:
         return False
@@ -467,7 +477,7 @@ def cell_outcome(history: list, stop: str | None, preset: Preset) -> str:
         return "solved"
     if stop == "budget":
         return "budget"
-    if stop == "plateau" or plateaued(history, preset.patience, preset.min_delta):
+    if stop == "plateau" or plateaued(history, preset.patience, preset.min_delta, preset.plateau_start):
         return "plateau"
     return "cap"
 
@@ -672,7 +682,7 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
         if solved_at(history, preset.confirm) is not None:
             why["stop"] = "solved"
             return True
-        if plateaued(history, preset.patience, preset.min_delta):
+        if plateaued(history, preset.patience, preset.min_delta, preset.plateau_start):
             why["stop"] = "plateau"
             return True
         return False
@@ -688,6 +698,8 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
     }
     if model == "lstm":
         rec["lstm_forget_bias"] = preset.lstm_forget_bias
+        rec["lstm_chrono"] = bool(preset.lstm_chrono)
+    rec["plateau_start"] = preset.plateau_start
     w0, c0 = time.perf_counter(), time.process_time()
     try:
         result = train(config, model_fn=model_fn, data=data, loss_fn=make_loss_fn(data, sink),
@@ -972,12 +984,16 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
     L += [
         f"- Preset `{plan.get('preset_name', '?')}` through `jaxseq.train.loop.train`: batch {preset.batch_size}, "
         f"{preset.layers} layers, AdamW (warm-up {preset.warmup_steps} steps, cosine to 0.1× at the cap, weight "
-        f"decay 0.1, clip 1.0), float32; LSTM forget-gate bias +{preset.lstm_forget_bias:g} at init.",
+        f"decay 0.1, clip 1.0), float32; LSTM gates at init: "
+        + ("chrono initialisation up to each cell's length T (forget-gate bias log u, input-gate bias −log u, "
+           "u ~ U[1, T − 1] per unit; Tallec & Ollivier 2018)." if preset.lstm_chrono
+           else f"forget-gate bias +{preset.lstm_forget_bias:g}."),
         f"- A cell trains until **solved** (validation accuracy ≥ {100 * SOLVED:.0f}% on {preset.eval_examples} "
         f"held-out sequences at {preset.confirm} consecutive checks, every {preset.eval_every} steps; steps to "
         "solve: the first of them) or **plateau** (over the last "
         f"{preset.patience} steps the validation loss did not fall below (1 − {preset.min_delta:g})× its best "
-        f"before that window, nor the accuracy rise more than {preset.min_delta:g} above its best), under a cap "
+        f"before that window, nor the accuracy rise more than {preset.min_delta:g} above its best"
+        + (f"; judged from step {preset.plateau_start} on" if preset.plateau_start else "") + "), under a cap "
         f"of {preset.max_steps} steps ({preset.max_steps * preset.batch_size:,} sequences): **cap**. "
         "Only *plateau* is a failure; *cap*, *budget* (the study's time limit"
         + (f", {preset.budget_s:.0f} s" if preset.budget_s else "") + "), *diverged* and *error* are inconclusive.",
@@ -1604,7 +1620,8 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
             changes[name] = tuple(getattr(args, name))
     if args.lengths:
         changes["task_lengths"] = ()  # the grid given applies to every task
-    for name in ("max_steps", "batch_size", "budget_s", "lstm_forget_bias", "seeds", "eval_every", "patience"):
+    for name in ("max_steps", "batch_size", "budget_s", "lstm_forget_bias", "seeds", "eval_every", "patience",
+                 "plateau_start", "lstm_chrono"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     p = dataclasses.replace(p, **changes)
@@ -1655,6 +1672,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--patience", type=int, help="plateau window in steps")
     p.add_argument("--budget-s", type=float, help="wall-clock budget of the study (cells cut are recorded)")
     p.add_argument("--lstm-forget-bias", type=float, help="added to the LSTM forget-gate bias at initialisation")
+    p.add_argument("--lstm-chrono", action=argparse.BooleanOptionalAction, default=None,
+                   help="chrono initialisation of the LSTM gates up to each cell's length (Tallec & Ollivier 2018)")
+    p.add_argument("--plateau-start", type=int, help="no plateau verdict before this step")
     p.add_argument("--report-only", action="store_true", help="only regenerate REPORT.md and plots from OUT")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the engine checkpoints of finished cells")
     p.add_argument("--run-progress", action="store_true", help="the engine's per-cell progress bars too")

@@ -66,6 +66,38 @@ def test_models_are_causal_and_size_matched():
         build_model("lstm", d_model=8, num_layers=1, out_features=2, rngs=nnx.Rngs(0))
 
 
+def test_chrono_initialisation_spreads_the_lstm_time_scales_up_to_t_max():
+    model = build_model("lstm", d_model=64, num_layers=2, vocab_size=6, out_features=6, rngs=nnx.Rngs(0),
+                        lstm_chrono=500)
+    plain = build_model("lstm", d_model=64, num_layers=2, vocab_size=6, out_features=6, rngs=nnx.Rngs(0))
+    for layer, ref in zip(model.body.layers, plain.body.layers):
+        b, b0 = np.asarray(layer[0].b[...]), np.asarray(ref[0].b[...])
+        i, f = b[:64], b[64:128]
+        np.testing.assert_allclose(i, -f, atol=1e-6)  # the input gate opens as little as the forget gate keeps
+        u = np.exp(f)  # forget bias log(u): memory of about u steps, u ~ U[1, T_max - 1]
+        assert u.min() >= 1.0 - 1e-5 and u.max() <= 499.0 + 1e-3
+        assert u.max() > 250 and u.min() < 50  # spread over the range, not a constant
+        np.testing.assert_array_equal(b[128:], b0[128:])  # cell input and output gates untouched
+    assert not np.array_equal(np.asarray(model.body.layers[0][0].b[64:128]),
+                              np.asarray(model.body.layers[1][0].b[64:128]))
+    for bad in (2, 3.5, True):
+        with pytest.raises(ValueError, match="lstm_chrono"):
+            build_model("lstm", d_model=8, num_layers=1, vocab_size=6, out_features=6, rngs=nnx.Rngs(0),
+                        lstm_chrono=bad)
+    with pytest.raises(ValueError, match="not both"):
+        build_model("lstm", d_model=8, num_layers=1, vocab_size=6, out_features=6, rngs=nnx.Rngs(0),
+                    lstm_chrono=10, lstm_forget_bias=1.0)
+    with pytest.raises(ValueError, match="kind 'lstm'"):
+        build_model("gru", d_model=8, num_layers=1, vocab_size=6, out_features=6, rngs=nnx.Rngs(0), lstm_chrono=10)
+    # The study passes each cell's length, and the cell's identity says chrono (old keys unchanged).
+    p = dataclasses.replace(longrange.PRESETS["smoke"], lstm_chrono=True)
+    data = longrange.TaskData("copy", 32, 2)
+    assert longrange.model_kwargs("lstm", data, p)["lstm_chrono"] == 32
+    assert "lstm_chrono" not in longrange.model_kwargs("gru", data, p)
+    assert '"lstm_chrono":true' in longrange.run_key(p, "copy", "lstm", 32, 0.01)
+    assert "lstm_chrono" not in longrange.run_key(longrange.PRESETS["smoke"], "copy", "lstm", 32, 0.01)
+
+
 def test_bad_input_is_a_clear_error(tmp_path, capsys):
     for argv, msg in ((["--models", "lstmm"], "--models"), (["--tasks", "copyy"], "--tasks"),
                       (["--lengths", "3"], "too short"), (["--steps", "0"], "--max-steps"),
@@ -126,6 +158,9 @@ def test_plateau_rule():
     slow = [(k, 2.0 - 0.0001 * k, 0.1) for k in range(10, 110, 10)]
     assert longrange.plateaued(slow, patience=50, min_delta=0.01)
     assert not longrange.plateaued([], patience=50, min_delta=0.01)
+    # No verdict before `start` (a long-lag task can sit at chance for a while, then learn).
+    assert not longrange.plateaued(flat, patience=50, min_delta=0.01, start=110)
+    assert longrange.plateaued(flat, patience=50, min_delta=0.01, start=100)
 
 
 
@@ -136,7 +171,7 @@ def test_a_plateau_stop_stays_a_plateau_after_the_final_off_grid_evaluation():
     h = [[50, 2.0933, 0.1445], [100, 2.1122, 0.1309], [150, 2.1024, 0.1016], [200, 2.0874, 0.1016],
          [250, 2.0862, 0.1113], [300, 2.0848, 0.1406], [350, 2.0883, 0.1309], [400, 2.0853, 0.1289],
          [450, 2.0844, 0.1270], [500, 2.0839, 0.1289], [550, 2.0935, 0.1484]]
-    preset = longrange.PRESETS["default"]
+    preset = dataclasses.replace(longrange.PRESETS["default"], patience=500)  # the window that run had
     assert longrange.plateaued(h, preset.patience, preset.min_delta)
     final = h + [[551, 2.0925, 0.1660]]
     assert not longrange.plateaued(final, preset.patience, preset.min_delta)
