@@ -1112,7 +1112,11 @@ def _reference_names(out: Path, chosen: Any, references: list[str | Path] | None
             continue
         proto = "this protocol" if any(r.get("protocol") == PROTOCOL for r in ref.records) else \
             "the first protocol (fixed step budget): not comparable"
-        L.append(f"- `{folder}` ({ref.label}): {proto}; its own REPORT.md has its numbers.")
+        try:  # named from the checkout's root, not this machine's absolute path
+            name = Path(folder).resolve().relative_to(Path.cwd().resolve())
+        except ValueError:
+            name = Path(folder)
+        L.append(f"- `{name}` ({ref.label}): {proto}; its own REPORT.md has its numbers.")
     return (["", "## References\n"] + L) if L else []
 
 
