@@ -142,36 +142,22 @@ def _seasonal_series(n=8, length=150, period=12, seed=0):
 TINY = dict(input_size=12, extra_seasonalities=(), max_len=150, dilations=((1, 2), (6,)), hidden_size=12,
             batch_size=4, ensemble_size=1, average_last_epochs=3, learning_rate=1e-2)
 
-# Compilation dominates these tests, so the fits below share one data shape (4 series of 72 points,
-# horizon 6, TINY's network): the library caches the compiled train step per model structure and
-# step settings (the epochs, member count or averaging do not enter it) and the forecast per shape,
-# so most fits reuse a step or forecast compiled by an earlier one.
-PAIR = dict(TINY, ensemble_size=2, average_last_epochs=1)
-
-
-@pytest.fixture(scope="module")
-def pair_fit():
-    """Two members, two epochs, seed 3: shared by the ensemble and member-independence tests."""
-    train, _ = _seasonal_series(n=4, length=72)
-    return train, fit_esrnn(train, horizon=6, seasonality=12, config=ESRNNConfig(epochs=2, **PAIR), seed=3,
-                            progress=False)
-
 
 def test_tiny_fit_reduces_loss_and_beats_seasonal_naive():
-    train, test = _seasonal_series(n=4, length=72)
-    test = test[:, :6]
-    cfg = ESRNNConfig(epochs=60, **TINY)
-    fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, seed=0, progress=False)
+    train, test = _seasonal_series()
+    cfg = ESRNNConfig(epochs=30, **TINY)
+    fitted = fit_esrnn(train, horizon=12, seasonality=12, config=cfg, seed=0, progress=False)
     losses = [r["loss"] for r in fitted.history]
     assert losses[-1] < 0.5 * losses[0]
     fc = forecast_esrnn(fitted, train)
-    assert fc.shape == (4, 6) and np.isfinite(fc).all()
-    assert smape(test, fc).mean() < smape(test, snaive(train, 6, 12)).mean()
+    assert fc.shape == (8, 12) and np.isfinite(fc).all()
+    assert smape(test, fc).mean() < smape(test, snaive(train, 12, 12)).mean()
 
 
-def test_ensemble_snapshots_and_bad_input(pair_fit):
-    train, fitted = pair_fit
-    cfg = fitted.config
+def test_ensemble_snapshots_and_bad_input():
+    train, _ = _seasonal_series(n=3, length=60)
+    cfg = ESRNNConfig(epochs=2, **{**TINY, "ensemble_size": 2, "average_last_epochs": 1})
+    fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, progress=False)
     assert len(fitted.snapshots) == 2 and {r["member"] for r in fitted.history} == {0, 1}
     with pytest.raises(ValueError, match="fitted series"):
         forecast_esrnn(fitted, train[:2])
@@ -261,21 +247,21 @@ def test_padded_series_and_masked_penalty():
 
 
 def test_fit_with_padding_to_the_longest_series():
-    train, test = _seasonal_series(n=4, length=72)
-    train = [s if i % 2 else s[-56:] for i, s in enumerate(train)]  # two lengths, as M4 Hourly
+    train, test = _seasonal_series(n=4, length=90)
+    train = [s if i % 2 else s[-70:] for i, s in enumerate(train)]  # two lengths, as M4 Hourly
     cfg = ESRNNConfig(epochs=3, pad_to_longest=True, **{**TINY, "average_last_epochs": 1})
-    fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, progress=False)
-    assert fitted.length == 72 and np.isfinite([r["loss"] for r in fitted.history]).all()
+    fitted = fit_esrnn(train, horizon=12, seasonality=12, config=cfg, progress=False)
+    assert fitted.length == 90 and np.isfinite([r["loss"] for r in fitted.history]).all()
     fc = forecast_esrnn(fitted, train)
-    assert fc.shape == (4, 6) and np.isfinite(fc).all()
-    assert member_forecasts(fitted, train, holdout=6).shape == (1, 4, 6)
+    assert fc.shape == (4, 12) and np.isfinite(fc).all()
+    assert member_forecasts(fitted, train, holdout=12).shape == (1, 4, 12)
 
 
-def test_members_train_independently_in_one_vmapped_step(pair_fit):
+def test_members_train_independently_in_one_vmapped_step():
     """Member j of an ensemble is the run with seed + j alone: the vmapped members do not mix."""
-    train, fitted = pair_fit
-    cfg = fitted.config
-    pair = member_forecasts(fitted, train)
+    train, _ = _seasonal_series(n=4, length=72)
+    cfg = ESRNNConfig(epochs=2, **{**TINY, "ensemble_size": 2, "average_last_epochs": 1})
+    pair = member_forecasts(fit_esrnn(train, horizon=6, seasonality=12, config=cfg, seed=3, progress=False), train)
     solo_cfg = dataclasses.replace(cfg, ensemble_size=1)
     for j in range(2):
         solo = fit_esrnn(train, horizon=6, seasonality=12, config=solo_cfg, seed=3 + j, progress=False)
@@ -354,10 +340,10 @@ def test_specialists_train_on_their_series_and_forecast_as_the_best_k():
     for m in range(3):
         assert set(batches[m].ravel()) == set(np.flatnonzero(assign[m]))
 
-    train, _ = _seasonal_series(n=4, length=72)
+    train, _ = _seasonal_series(n=5, length=72)
     cfg = ESRNNConfig(epochs=2, specialists_top=2, **{**TINY, "ensemble_size": 3, "average_last_epochs": 1})
     fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, progress=False)
-    assert fitted.member_losses.shape == (3, 4) and np.isfinite(fitted.member_losses).all()
+    assert fitted.member_losses.shape == (3, 5) and np.isfinite(fitted.member_losses).all()
     expect = best_members_mean(member_forecasts(fitted, train), fitted.member_losses, 2)
     np.testing.assert_allclose(forecast_esrnn(fitted, train), expect, rtol=1e-6)
     with pytest.raises(ValueError, match="specialists_top"):

@@ -1,6 +1,4 @@
 """jaxseq.nn.pure: the (apply_fn, params) form under jax.jit and jax.grad."""
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,8 +47,7 @@ def test_pure_dropout_with_rng_under_grad():
     assert not np.allclose(a, b)
     np.testing.assert_array_equal(a, apply_fn(params, x, rng=jax.random.key(1)))
 
-    # XLA's backend optimisation level 0 roughly halves this compile (most of the test's time).
-    @partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+    @jax.jit
     def step(p, key):
         return jax.grad(lambda q: jnp.sum(apply_fn(q, x, rng=key) ** 2))(p)
 

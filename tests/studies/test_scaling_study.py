@@ -52,34 +52,18 @@ def test_trace_points_stay_short():
     assert lstm == [128, 512]
 
 
-# The study's sweep step on a preset smaller than smoke, registered by this test only (the smoke preset
-# itself runs end to end in test_scaling_sweep.py): the smoke preset's structure (a training grid of a
-# JAX model and its torch anchor at two lengths, a device-count point in a worker process) without its
-# attention and generation points. Two traces: the LSTM at both lengths (trace_lengths=2).
-STUDY_PRESET_NAME = "test-study"
-STUDY_PRESET = ('Preset(grids=(Grid(("lstm", "torch-lstm"), (16, 32), (2,), (32,)), '
-                'Grid(("lstm",), (16,), (2,), (32,), devices=(2,), parallel=("jit",))), '
-                'warmup=1, repeats=2, timeout_s=None, trace_lengths=2)')
-REGISTER_AND_RUN = ("import sys\n"
-                    "from jaxseq.studies.scaling import sweep\n"
-                    f"sweep.PRESETS[{STUDY_PRESET_NAME!r}] = eval({STUDY_PRESET!r}, vars(sweep))\n"
-                    "from jaxseq.cli import main\n"
-                    "sys.exit(main(sys.argv[1:]))\n")
-
-
-def test_study_smoke_end_to_end(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(scale.PRESETS, STUDY_PRESET_NAME, eval(STUDY_PRESET, vars(scale)))
+def test_study_smoke_end_to_end(tmp_path, capsys):
     out = tmp_path / "study"
-    argv = ["study", "--out", str(out), "--preset", STUDY_PRESET_NAME, "--quick", "--bench-args", TINY_BENCH,
+    argv = ["study", "--out", str(out), "--preset", "smoke", "--quick", "--bench-args", TINY_BENCH,
             "--no-progress"]
     # In a fresh process, as a user runs it: a profiler trace also carries the HLO of every program the
     # process compiled before, so in this long-lived test process the same two traces weigh ~75 MB.
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    res = subprocess.run([sys.executable, "-c", REGISTER_AND_RUN, *argv], env=env, capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run([sys.executable, "-m", "jaxseq.cli", *argv], env=env, capture_output=True, text=True,
+                         timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     recs = load_records(out / "results.jsonl")
-    assert len(recs) == len(scale.build_points(STUDY_PRESET_NAME)) == 5
+    assert len(recs) == len(scale.build_points("smoke"))
     assert all(r["status"] == "ok" for r in recs), [r["message"] for r in recs]
     bench = (out / "bench_ops.jsonl").read_text().splitlines()
     assert len(bench) == 5 and all(json.loads(l)["status"] == "ok" for l in bench)
