@@ -142,22 +142,36 @@ def _seasonal_series(n=8, length=150, period=12, seed=0):
 TINY = dict(input_size=12, extra_seasonalities=(), max_len=150, dilations=((1, 2), (6,)), hidden_size=12,
             batch_size=4, ensemble_size=1, average_last_epochs=3, learning_rate=1e-2)
 
+# Compilation dominates these tests, so the fits below share one data shape (4 series of 72 points,
+# horizon 6, TINY's network): the library caches the compiled train step per model structure and
+# step settings (the epochs, member count or averaging do not enter it) and the forecast per shape,
+# so most fits reuse a step or forecast compiled by an earlier one.
+PAIR = dict(TINY, ensemble_size=2, average_last_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def pair_fit():
+    """Two members, two epochs, seed 3: shared by the ensemble and member-independence tests."""
+    train, _ = _seasonal_series(n=4, length=72)
+    return train, fit_esrnn(train, horizon=6, seasonality=12, config=ESRNNConfig(epochs=2, **PAIR), seed=3,
+                            progress=False)
+
 
 def test_tiny_fit_reduces_loss_and_beats_seasonal_naive():
-    train, test = _seasonal_series()
-    cfg = ESRNNConfig(epochs=30, **TINY)
-    fitted = fit_esrnn(train, horizon=12, seasonality=12, config=cfg, seed=0, progress=False)
+    train, test = _seasonal_series(n=4, length=72)
+    test = test[:, :6]
+    cfg = ESRNNConfig(epochs=60, **TINY)
+    fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, seed=0, progress=False)
     losses = [r["loss"] for r in fitted.history]
     assert losses[-1] < 0.5 * losses[0]
     fc = forecast_esrnn(fitted, train)
-    assert fc.shape == (8, 12) and np.isfinite(fc).all()
-    assert smape(test, fc).mean() < smape(test, snaive(train, 12, 12)).mean()
+    assert fc.shape == (4, 6) and np.isfinite(fc).all()
+    assert smape(test, fc).mean() < smape(test, snaive(train, 6, 12)).mean()
 
 
-def test_ensemble_snapshots_and_bad_input():
-    train, _ = _seasonal_series(n=3, length=60)
-    cfg = ESRNNConfig(epochs=2, **{**TINY, "ensemble_size": 2, "average_last_epochs": 1})
-    fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, progress=False)
+def test_ensemble_snapshots_and_bad_input(pair_fit):
+    train, fitted = pair_fit
+    cfg = fitted.config
     assert len(fitted.snapshots) == 2 and {r["member"] for r in fitted.history} == {0, 1}
     with pytest.raises(ValueError, match="fitted series"):
         forecast_esrnn(fitted, train[:2])
@@ -247,21 +261,21 @@ def test_padded_series_and_masked_penalty():
 
 
 def test_fit_with_padding_to_the_longest_series():
-    train, test = _seasonal_series(n=4, length=90)
-    train = [s if i % 2 else s[-70:] for i, s in enumerate(train)]  # two lengths, as M4 Hourly
+    train, test = _seasonal_series(n=4, length=72)
+    train = [s if i % 2 else s[-56:] for i, s in enumerate(train)]  # two lengths, as M4 Hourly
     cfg = ESRNNConfig(epochs=3, pad_to_longest=True, **{**TINY, "average_last_epochs": 1})
-    fitted = fit_esrnn(train, horizon=12, seasonality=12, config=cfg, progress=False)
-    assert fitted.length == 90 and np.isfinite([r["loss"] for r in fitted.history]).all()
+    fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, progress=False)
+    assert fitted.length == 72 and np.isfinite([r["loss"] for r in fitted.history]).all()
     fc = forecast_esrnn(fitted, train)
-    assert fc.shape == (4, 12) and np.isfinite(fc).all()
-    assert member_forecasts(fitted, train, holdout=12).shape == (1, 4, 12)
+    assert fc.shape == (4, 6) and np.isfinite(fc).all()
+    assert member_forecasts(fitted, train, holdout=6).shape == (1, 4, 6)
 
 
-def test_members_train_independently_in_one_vmapped_step():
+def test_members_train_independently_in_one_vmapped_step(pair_fit):
     """Member j of an ensemble is the run with seed + j alone: the vmapped members do not mix."""
-    train, _ = _seasonal_series(n=4, length=72)
-    cfg = ESRNNConfig(epochs=2, **{**TINY, "ensemble_size": 2, "average_last_epochs": 1})
-    pair = member_forecasts(fit_esrnn(train, horizon=6, seasonality=12, config=cfg, seed=3, progress=False), train)
+    train, fitted = pair_fit
+    cfg = fitted.config
+    pair = member_forecasts(fitted, train)
     solo_cfg = dataclasses.replace(cfg, ensemble_size=1)
     for j in range(2):
         solo = fit_esrnn(train, horizon=6, seasonality=12, config=solo_cfg, seed=3 + j, progress=False)
@@ -298,15 +312,10 @@ def test_members_with_different_input_windows():
 
 def test_c_state_penalty_adds_the_mean_square_cell():
     train, _ = _seasonal_series(n=4, length=72)
+    nnx = __import__("flax").nnx
     model = ESRNN(4, seasonality=12, horizon=6, input_size=12, dilations=((1, 2), (6,)), hidden_size=8,
-                  rngs=__import__("flax").nnx.Rngs(0))
+                  rngs=nnx.Rngs(0))
     y = jnp.asarray(np.stack(train), jnp.float32)
-    hw = model.series_rows(jnp.arange(4))
-    plain = model.normalised(y, hw)
-    out = model.normalised(y, hw, with_cell_penalty=True)
-    np.testing.assert_allclose(out["pred"], plain["pred"], rtol=1e-5, atol=1e-6)
-    assert out["cell_sq"].shape == out["pred"].shape[:2] and bool(jnp.all(out["cell_sq"] > 0))
-    # by hand: the first layer of each block, on that block's input
     from jaxseq.ops.rnn import LSTMParams, lstm_scan
 
     def cells_of(layer, inp):
@@ -314,11 +323,24 @@ def test_c_state_penalty_adds_the_mean_square_cell():
         (o, c), _ = lstm_scan(p, inp, dilation=layer.dilation, return_cells=True)
         return o, jnp.mean(c**2, axis=-1)
 
-    x = jax.random.normal(jax.random.key(0), (4, 20, 12))
-    _, cell_sq = model.network(x, with_cell_penalty=True)
-    o00, sq0 = cells_of(model.blocks[0][0], x)
-    block0 = model.blocks[0][1](o00)
-    _, sq1 = cells_of(model.blocks[1][0], block0)
+    @jax.jit  # one compilation for every computation below (op by op, each op compiled alone)
+    def computed(state, y):
+        model = nnx.merge(graphdef, state)
+        hw = model.series_rows(jnp.arange(4))
+        plain = model.normalised(y, hw)
+        out = model.normalised(y, hw, with_cell_penalty=True)
+        # by hand: the first layer of each block, on that block's input
+        x = jax.random.normal(jax.random.key(0), (4, 20, 12))
+        _, cell_sq = model.network(x, with_cell_penalty=True)
+        o00, sq0 = cells_of(model.blocks[0][0], x)
+        block0 = model.blocks[0][1](o00)
+        _, sq1 = cells_of(model.blocks[1][0], block0)
+        return plain, out, cell_sq, sq0, sq1
+
+    graphdef, state = nnx.split(model)
+    plain, out, cell_sq, sq0, sq1 = computed(state, y)
+    np.testing.assert_allclose(out["pred"], plain["pred"], rtol=1e-5, atol=1e-6)
+    assert out["cell_sq"].shape == out["pred"].shape[:2] and bool(jnp.all(out["cell_sq"] > 0))
     np.testing.assert_allclose(cell_sq, (sq0 + sq1) / 2, rtol=1e-5, atol=1e-7)
     cfg = ESRNNConfig(epochs=2, c_state_penalty=1.0, **{**TINY, "average_last_epochs": 1})
     fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, progress=False)
@@ -340,10 +362,10 @@ def test_specialists_train_on_their_series_and_forecast_as_the_best_k():
     for m in range(3):
         assert set(batches[m].ravel()) == set(np.flatnonzero(assign[m]))
 
-    train, _ = _seasonal_series(n=5, length=72)
+    train, _ = _seasonal_series(n=4, length=72)
     cfg = ESRNNConfig(epochs=2, specialists_top=2, **{**TINY, "ensemble_size": 3, "average_last_epochs": 1})
     fitted = fit_esrnn(train, horizon=6, seasonality=12, config=cfg, progress=False)
-    assert fitted.member_losses.shape == (3, 5) and np.isfinite(fitted.member_losses).all()
+    assert fitted.member_losses.shape == (3, 4) and np.isfinite(fitted.member_losses).all()
     expect = best_members_mean(member_forecasts(fitted, train), fitted.member_losses, 2)
     np.testing.assert_allclose(forecast_esrnn(fitted, train), expect, rtol=1e-6)
     with pytest.raises(ValueError, match="specialists_top"):

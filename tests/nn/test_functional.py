@@ -1,4 +1,6 @@
 """jaxseq.nn.pure: the (apply_fn, params) form under jax.jit and jax.grad."""
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,6 +8,9 @@ from flax import nnx
 
 import jaxseq.nn
 from jaxseq.nn import LSTM, Embedding, TransformerEncoder, pure
+
+
+from fast_compile import FAST_COMPILE  # noqa: E402  (tests/fast_compile.py)
 
 
 def test_exported():
@@ -47,7 +52,7 @@ def test_pure_dropout_with_rng_under_grad():
     assert not np.allclose(a, b)
     np.testing.assert_array_equal(a, apply_fn(params, x, rng=jax.random.key(1)))
 
-    @jax.jit
+    @partial(jax.jit, compiler_options=FAST_COMPILE)
     def step(p, key):
         return jax.grad(lambda q: jnp.sum(apply_fn(q, x, rng=key) ** 2))(p)
 

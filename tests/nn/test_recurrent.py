@@ -12,6 +12,9 @@ ALL = [LSTM, GRU, MinGRU, MinLSTM]
 B, T, I, H = 3, 6, 5, 4
 
 
+from fast_compile import FAST_COMPILE  # noqa: E402  (tests/fast_compile.py)
+
+
 def _fast(cls):
     """Constructor kwargs that keep compile time low: min-RNNs in the plain-scan mode (the
     associative "log" mode compiles in seconds; it is covered by the shape/op-layout tests)."""
@@ -226,17 +229,26 @@ def test_backward_autodiff_allows_forward_mode(cls):
         r = rest if gd is graphdef else rest_rev
         return lambda p, x: nnx.merge(gd, p, r)(x, lengths=lengths)[0]
 
+    v = _x(12, x.shape)
+    eps = 1e-3
+
+    # Every derivative below in one compiled program (compile time is this test's cost); the
+    # forward-mode check runs while tracing, under jit as in eager mode.
+    def derivatives(params, x, v):
+        jf = jax.jacfwd(f(graphdef), argnums=(0, 1))(params, x)
+        jr = jax.jacrev(f(graphdef_rev), argnums=(0, 1))(params, x)
+        _, tangent = jax.jvp(lambda x: f(graphdef)(params, x), (x,), (v,))
+        return jf, jr, tangent, f(graphdef)(params, x + eps * v), f(graphdef)(params, x - eps * v)
+
+    jf, jr, tangent, f_plus, f_minus = jax.jit(
+        derivatives, compiler_options=FAST_COMPILE)(params, x, v)
     # Forward mode (autodiff) against reverse mode through the custom VJP: two different derivations.
-    jf = jax.jacfwd(f(graphdef), argnums=(0, 1))(params, x)
-    jr = jax.jacrev(f(graphdef_rev), argnums=(0, 1))(params, x)
+    assert len(jax.tree.leaves(jf)) == len(jax.tree.leaves(jr)) > 2
     for a, r in zip(jax.tree.leaves(jf), jax.tree.leaves(jr)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(r), rtol=1e-5, atol=1e-6)
     assert float(jnp.abs(jf[1]).sum()) > 0
     # jax.jvp against a central finite difference (float64-free: a small step, loose tolerance).
-    v = _x(12, x.shape)
-    _, tangent = jax.jvp(lambda x: f(graphdef)(params, x), (x,), (v,))
-    eps = 1e-3
-    fd = (f(graphdef)(params, x + eps * v) - f(graphdef)(params, x - eps * v)) / (2 * eps)
+    fd = (f_plus - f_minus) / (2 * eps)
     np.testing.assert_allclose(np.asarray(tangent), np.asarray(fd), rtol=1e-2, atol=1e-3)
 
 

@@ -12,6 +12,9 @@ from jaxseq.ops import positional
 B, T, S, D, NH = 2, 6, 5, 16, 4
 
 
+from fast_compile import FAST_COMPILE  # noqa: E402  (tests/fast_compile.py)
+
+
 def _x(seed=0, shape=(B, T, D), dtype=jnp.float32):
     return jax.random.normal(jax.random.key(seed), shape, dtype)
 
@@ -132,7 +135,10 @@ def test_dropout_train_eval_and_grads():
     mem = _x(12, (B, S, D))
     for model, call in ((enc, lambda m: m(x, lengths=jnp.array([6, 2]))),
                         (dec, lambda m: m(x, mem, lengths=jnp.array([6, 2])))):
-        grads = nnx.grad(lambda m: jnp.sum(call(m) ** 2))(model)
+        # Compiled: op by op, the gradient was most of this test's time.
+        graphdef, state = nnx.split(model)
+        grads = jax.jit(lambda st: nnx.grad(lambda m: jnp.sum(call(m) ** 2))(nnx.merge(graphdef, st)),
+                        compiler_options=FAST_COMPILE)(state)
         for g in jax.tree.leaves(grads):
             assert bool(jnp.all(jnp.isfinite(g)))
         assert sum(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(grads)) > 0.9 * len(

@@ -150,6 +150,15 @@ def test_fused_equals_unfused_bfloat16(cell):
 # ---------------------------------------------------------------------------------------------
 # gradients
 
+from fast_compile import FAST_COMPILE  # noqa: E402  (tests/fast_compile.py)
+
+
+def _grads(losses, *args):
+    """Gradients (wrt every argument) of each loss, all in one compiled program."""
+    n = len(args)
+    return jax.jit(lambda *a: [jax.grad(f, argnums=tuple(range(n)))(*a) for f in losses],
+                   compiler_options=FAST_COMPILE)(*args)
+
 
 @pytest.mark.parametrize("cell,layout,hoist,lengths", [
     ("lstm", "split", False, LENS), ("lstm", "blockdiag", True, None), ("lstm", "concat", False, LENS),
@@ -162,14 +171,15 @@ def test_custom_grad_equals_autodiff_float64(cell, lengths, layout, hoist):
         x = _x().astype(jnp.float64)
         state = jax.tree.map(lambda a: a.astype(jnp.float64), _state(cell))
         kw = dict(lengths=lengths, layout=layout, hoist_input=hoist)
-        g_custom = jax.grad(_loss(cell, backward="custom", **kw), argnums=(0, 1, 2, 3))(pf, pb, x, state)
-        g_auto = jax.grad(_loss(cell, backward="autodiff", **kw), argnums=(0, 1, 2, 3))(pf, pb, x, state)
+        losses = [_loss(cell, backward="custom", **kw), _loss(cell, backward="autodiff", **kw)]
+        if layout == "split":  # and both equal the two-scan layer's gradients (once, to save compiles)
+            losses.append(_loss(cell, fused=False, lengths=lengths))
+        g_custom, g_auto, *g_unfused = _grads(losses, pf, pb, x, state)
         for a, b in zip(jax.tree.leaves(g_custom), jax.tree.leaves(g_auto)):
             assert a.dtype == jnp.float64
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
-        if layout == "split":  # and both equal the two-scan layer's gradients (once, to save compiles)
-            g_unfused = jax.grad(_loss(cell, fused=False, lengths=lengths), argnums=(0, 1, 2, 3))(pf, pb, x, state)
-            for a, c in zip(jax.tree.leaves(g_custom), jax.tree.leaves(g_unfused)):
+        for g in g_unfused:
+            for a, c in zip(jax.tree.leaves(g_custom), jax.tree.leaves(g)):
                 np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-10)
 
 

@@ -45,9 +45,17 @@ def _qkv(kv_heads=1):
     return q, k, v
 
 
+from fast_compile import FAST_COMPILE  # noqa: E402  (tests/fast_compile.py)
+
+
+def _jit(f):
+    return jax.jit(f, compiler_options=FAST_COMPILE)
+
+
 def _central_difference(f, x, t, eps):
     with jax.enable_x64(True):
         x64, t64 = jnp.asarray(x, jnp.float64), jnp.asarray(t, jnp.float64)
+        f = _jit(f)  # one compile for both evaluations
         return (np.asarray(f(x64 + eps * t64), np.float64) - np.asarray(f(x64 - eps * t64), np.float64)) / (2 * eps)
 
 
@@ -76,17 +84,23 @@ def test_blockwise_autodiff_jvp_and_jacfwd(kv_heads):
     q, k, v = _qkv(kv_heads)
     t = jax.random.normal(jax.random.PRNGKey(4), q.shape)
     f = _attn_fn("autodiff", k, v)
-    out, tangent = jax.jvp(f, (q,), (t,))
-    np.testing.assert_allclose(np.asarray(out), np.asarray(_attn_fn("auto", k, v)(q)), rtol=1e-6, atol=1e-6)
+    naive = lambda q: attention(q, k, v, backend="naive", is_causal=True,  # noqa: E731
+                                kv_lengths=jnp.array([7, 4]), q_lengths=jnp.array([7, 5]))
+
+    # Everything in one compiled program (compile time is this test's cost; eager forward mode through
+    # blockwise_attention is covered by test_attention_dispatch_passes_backward).
+    def derivatives(q, t):
+        out, tangent = jax.jvp(f, (q,), (t,))
+        return (out, tangent, _attn_fn("auto", k, v)(q),
+                jax.jacfwd(f)(q), jax.jacrev(_attn_fn("custom", k, v))(q), jax.jacrev(naive)(q))
+
+    out, tangent, out_default, jac_fwd, jac_rev, jac_naive = _jit(derivatives)(q, t)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(out_default), rtol=1e-6, atol=1e-6)
     with jax.enable_x64(True):
         fd = _central_difference(lambda q: _attn_fn("autodiff", k.astype(q.dtype), v.astype(q.dtype))(q),
                                  q, t, 1e-6)
     np.testing.assert_allclose(np.asarray(tangent), fd, rtol=1e-4, atol=1e-5)
-    # jacfwd of the autodiff path (also under jit) == jacrev of the custom VJP and of the naive op
-    jac_fwd = jax.jit(jax.jacfwd(f))(q)
-    jac_rev = jax.jacrev(_attn_fn("custom", k, v))(q)
-    jac_naive = jax.jacrev(lambda q: attention(q, k, v, backend="naive", is_causal=True,
-                                               kv_lengths=jnp.array([7, 4]), q_lengths=jnp.array([7, 5])))(q)
+    # jacfwd of the autodiff path == jacrev of the custom VJP and of the naive op
     np.testing.assert_allclose(np.asarray(jac_fwd), np.asarray(jac_rev), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(jac_fwd), np.asarray(jac_naive), rtol=1e-5, atol=1e-6)
 
@@ -165,14 +179,17 @@ def test_forward_over_reverse_still_works_with_custom_vjp():
     x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 3))
     t = jax.random.normal(jax.random.PRNGKey(2), x.shape)
 
-    def hvp(backward):
+    def hvp(backward, x, t):
         f = _scan_fn("lstm", backward)
         loss = lambda x: jnp.sum(f(x) ** 2)
         return jax.jvp(jax.grad(loss), (x,), (t,))[1]
 
-    np.testing.assert_allclose(np.asarray(hvp("auto")), np.asarray(hvp("autodiff")), rtol=1e-4, atol=1e-6)
     q, k, v = _qkv(1)
     tq = jnp.ones_like(q)
-    hvp_attn = lambda b: jax.jvp(jax.grad(lambda q: jnp.sum(_attn_fn(b, k, v)(q) ** 2)), (q,), (tq,))[1]
-    np.testing.assert_allclose(np.asarray(hvp_attn("auto")), np.asarray(hvp_attn("autodiff")),
-                               rtol=1e-4, atol=1e-5)
+    hvp_attn = lambda b, q, tq: jax.jvp(jax.grad(lambda q: jnp.sum(_attn_fn(b, k, v)(q) ** 2)), (q,), (tq,))[1]
+    # The four products in one compiled program (tracing is where a forward-mode check would reject).
+    scan_custom, scan_auto, attn_custom, attn_auto = _jit(
+        lambda x, t, q, tq: (hvp("auto", x, t), hvp("autodiff", x, t),
+                             hvp_attn("auto", q, tq), hvp_attn("autodiff", q, tq)))(x, t, q, tq)
+    np.testing.assert_allclose(np.asarray(scan_custom), np.asarray(scan_auto), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(attn_custom), np.asarray(attn_auto), rtol=1e-4, atol=1e-5)

@@ -68,6 +68,19 @@ def _close(a, b, tol):
                                    rtol=tol, atol=tol)
 
 
+from fast_compile import FAST_COMPILE  # noqa: E402  (tests/fast_compile.py)
+
+
+def _jit(f):
+    return jax.jit(f, compiler_options=FAST_COMPILE)
+
+
+def _grads(losses, *args):
+    """Gradients (wrt every argument) of each loss, all in one compiled program."""
+    n = len(args)
+    return _jit(lambda *a: [jax.grad(f, argnums=tuple(range(n)))(*a) for f in losses])(*args)
+
+
 # (layers, input size, options): every option appears with L = 1, 2 and 3 and with input != hidden.
 CASES = [
     (1, 5, dict()),
@@ -100,13 +113,17 @@ def test_schedules_match_float64_reference(n_layers, in_size, opts):
     params, x = _params(n_layers, in_size), _x(in_size)
     kw = _kwargs(opts, n_layers)
     ref = _stack_reference(params, x, **kw)
-    for schedule, backward in (("layers", "auto"), ("wavefront", "custom"), ("wavefront", "autodiff")):
-        out, (h, c) = lstm_stack_scan(params, x, schedule=schedule, backward=backward, **kw)
+    variants = (("layers", "auto"), ("wavefront", "custom"), ("wavefront", "autodiff"))
+    # The three in one compiled program (compile time is this test's cost).
+    results = _jit(lambda p, xx: [lstm_stack_scan(p, xx, schedule=schedule, backward=backward, **kw)
+                                  for schedule, backward in variants])(params, x)
+    assert len(results) == len(variants)
+    for out, (h, c) in results:
         assert out.shape == (B, T, H) and h.shape == c.shape == (n_layers, B, H)
         assert out.dtype == h.dtype == c.dtype == jnp.float32
         _close((out, (h, c)), ref, 2e-5)
-    if "lengths" in kw:  # past a sequence's end every output is zero
-        assert np.all(np.asarray(out)[2] == 0) and np.all(np.asarray(out)[1, 2:] == 0)
+        if "lengths" in kw:  # past a sequence's end every output is zero
+            assert np.all(np.asarray(out)[2] == 0) and np.all(np.asarray(out)[1, 2:] == 0)
 
 
 def test_unroll_and_numpy_inputs():
@@ -152,23 +169,24 @@ def test_custom_vjp_equals_autodiff_float64(opts):
     with jax.enable_x64(True):
         params, x = _params(3, H, jnp.float64), _x(H, jnp.float64)
         state, masks = _state(3, dtype=jnp.float64), _masks(3, dtype=jnp.float64)
-        args = (params, x, state, masks)
-        grad = lambda f: jax.jit(jax.grad(f, argnums=(0, 1, 2, 3)))(*args)  # noqa: E731
-        g_custom = grad(_loss("wavefront", "custom", **opts))
-        g_auto = grad(_loss("wavefront", "autodiff", **opts))
-        _close(g_custom, g_auto, 1e-11)
+        losses = [_loss("wavefront", "custom", **opts), _loss("wavefront", "autodiff", **opts)]
         if "lengths" in opts:  # one case is enough against the other schedule (compile time)
-            _close(g_custom, grad(_loss("layers", "autodiff", **opts)), 1e-11)
+            losses.append(_loss("layers", "autodiff", **opts))
+        g_custom, g_auto, *g_layers = _grads(losses, params, x, state, masks)
+        for leaf in jax.tree.leaves(g_custom):
+            assert leaf.dtype == jnp.float64
+        _close(g_custom, g_auto, 1e-11)
+        for g in g_layers:
+            _close(g_custom, g, 1e-11)
 
 
 def test_custom_vjp_input_projected_outside_float32():
     """input != hidden: layer 0's W_ih is outside the batched matmul (its own gradient path)."""
     args = (_params(2, 5), _x(5), _state(2), _masks(2))
     kw = dict(lengths=LENS, residual_from=1, dilations=[2, 1])
-    f_c = _loss("wavefront", "custom", **kw)
-    f_a = _loss("layers", "autodiff", **kw)
-    grad = lambda f: jax.jit(jax.grad(f, argnums=(0, 1, 2, 3)))(*args)  # noqa: E731
-    _close(grad(f_c), grad(f_a), 2e-5)
+    g_custom, g_layers = _grads([_loss("wavefront", "custom", **kw), _loss("layers", "autodiff", **kw)],
+                                *args)
+    _close(g_custom, g_layers, 2e-5)
 
 
 def test_check_grads_float64():
@@ -186,8 +204,8 @@ def test_grad_of_grad_runs():
     params, x = _params(2, H), _x(H, t=3)
     f = _loss("wavefront", "custom")
     fa = _loss("wavefront", "autodiff")
-    g = jax.jit(jax.grad(lambda xx: jnp.sum(jax.grad(f, argnums=1)(params, xx, None) ** 2)))(x)
-    g_ref = jax.jit(jax.grad(lambda xx: jnp.sum(jax.grad(fa, argnums=1)(params, xx, None) ** 2)))(x)
+    gg = lambda loss: jax.grad(lambda xx: jnp.sum(jax.grad(loss, argnums=1)(params, xx, None) ** 2))  # noqa: E731
+    g, g_ref = _jit(lambda xx: (gg(f)(xx), gg(fa)(xx)))(x)
     np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5)
 
 

@@ -116,6 +116,8 @@ def test_bad_esrnn_overrides_fail_before_any_model(tmp_path, capsys):
 def test_esrnn_budget_is_opt_in_and_reported_when_it_cuts(tmp_path):
     from jaxseq.data.m4 import write_synthetic_m4
 
+    # Same series lengths, hidden size and ensemble as the Yearly case above: after it, the fits reuse
+    # its compiled ES-RNN step and forecast (the epoch count does not enter the compiled step).
     data = write_synthetic_m4(tmp_path / "data", "Yearly")
     out = tmp_path / "out"
     argv = ["forecast", "--dataset", "m4-yearly", "--data-dir", str(data), "--model", "esrnn", "--out", str(out),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -11,6 +12,14 @@ from flax import nnx
 
 from jaxseq.models.esrnn.series import _prepare
 from jaxseq.models.esrnn.trainer import ESRNNFitted
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forecast_snapshot(graphdef, state, y, cats):
+    """One snapshot's forecast [n, horizon]; module-level so that every call with the same model
+    structure and shapes (all snapshots, and repeated forecasts of a fit) reuses one compilation."""
+    return nnx.merge(graphdef, state)(y, categories=cats)
+
 
 def _snapshot_forecasts(fitted: ESRNNFitted, train_series: Sequence[np.ndarray], holdout: int):
     """Yield (member, forecast [n, horizon]) per snapshot; `holdout` > 0 cuts that many points off
@@ -32,15 +41,9 @@ def _snapshot_forecasts(fitted: ESRNNFitted, train_series: Sequence[np.ndarray],
         y_np = y_np[:, :-holdout]
     y = jnp.asarray(y_np)
     cats = None if fitted.categories is None else jnp.asarray(fitted.categories)
-
-    @jax.jit
-    def one(state):
-        model = nnx.merge(fitted.graphdef, state)
-        return model(y, categories=cats)
-
     members = fitted.snapshot_members or [0] * len(fitted.snapshots)
     for member, state in zip(members, fitted.snapshots):
-        yield member, np.asarray(one(state), np.float64)
+        yield member, np.asarray(_forecast_snapshot(fitted.graphdef, state, y, cats), np.float64)
 
 
 def snapshot_forecasts(fitted: ESRNNFitted, train_series: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ specialists, window groups, and `fit_esrnn`."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, NamedTuple, Sequence
 
@@ -61,8 +62,22 @@ def _lr_multiplier(frac: float, decay: Sequence[tuple[float, float]]) -> float:
     return mult
 
 
+# ESRNNConfig fields that the train step and the series losses do not read (the schedule, the
+# ensemble's size, selection and data preparation): `_step_config` resets them, so fits that differ
+# only in them share one cached, compiled step (the member count enters through the shapes).
+_NOT_IN_STEP = ("epochs", "learning_rate", "lr_decay", "ensemble_size", "average_last_epochs", "best_members",
+                "specialists_top", "max_len", "batch_size", "pad_to_longest", "init_seasons_from_data")
+
+
+def _step_config(config: ESRNNConfig) -> ESRNNConfig:
+    defaults = ESRNNConfig.__dataclass_fields__
+    return dataclasses.replace(config, **{f: defaults[f].default for f in _NOT_IN_STEP})
+
+
+@functools.lru_cache(maxsize=8)
 def _make_steps(graphdef, config: ESRNNConfig):
-    """The jitted train step of the whole ensemble.
+    """The jitted train step of the whole ensemble (cached: fits of the same model structure and
+    step settings, `_step_config`, e.g. repeated seeds or other epoch counts, reuse one compilation).
 
     The step is written for one member and `vmap`ped over a leading member axis of the parameters,
     optimiser states, batch indices and keys, so every member gets the same epochs under a budget
@@ -129,6 +144,7 @@ def _shared_optimizer(config: ESRNNConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.scale_by_adam())
 
 
+@functools.lru_cache(maxsize=8)
 def _make_series_losses(graphdef, config: ESRNNConfig):
     """jitted (shared, series, y_all, start_all, cats_all, idx [k]) -> [members, k]: each member's
     in-sample pinball loss on each series of `idx` (no input noise) — Smyl's ranking of specialists."""
@@ -395,12 +411,12 @@ class _EpochTrainer:
     def __init__(self, graphdef, config: ESRNNConfig, n: int, seed: int, data: tuple[Array, Array, Array | None]):
         self.config, self.n, self.data = config, n, data
         self.batch = min(config.batch_size, n)
-        self.train_step = _make_steps(graphdef, config)
+        self.train_step = _make_steps(graphdef, _step_config(config))
         m_num = config.ensemble_size
         self.rngs = [np.random.default_rng(seed + m) for m in range(m_num)]
         self.member_losses: np.ndarray | None = None
         if config.specialists_top is not None:
-            self.series_losses = _make_series_losses(graphdef, config)
+            self.series_losses = _make_series_losses(graphdef, _step_config(config))
             self.assign_rng = np.random.default_rng(seed + 7919)  # its own stream: member m's shuffles stay seed + m's
             self.assign = _initial_assignment(m_num, n, self.assign_rng)
             self.spec_steps = max(1, round(n * config.specialists_top / m_num / self.batch))
