@@ -105,6 +105,9 @@ class Preset:
     eval_examples: int = 128  # sequences in the validation set and in the test set
     max_len: tuple[tuple[str, int], ...] = ()  # per-model length caps (cost)
     task_lengths: tuple[tuple[str, tuple[int, ...]], ...] = ()  # per-task grids replacing `lengths`
+    # Per-task batch sizes replacing `batch_size` (MQAR: at batch 16 even the Transformers stay at the
+    # 1/D of picking among the in-context values; at batch 64 they bind keys to values in a few hundred steps).
+    task_batch: tuple[tuple[str, int], ...] = ()
     budget_s: float | None = None  # wall-clock budget of the whole study
     seed: int = 0
     lstm_forget_bias: float = 1.0  # added to the LSTM forget-gate bias at init (Jozefowicz et al. 2015)
@@ -123,6 +126,10 @@ class Preset:
 
     def options_of(self, task: str) -> dict[str, Any]:
         return dict(dict(self.task_options).get(task, ()))
+
+    def batch_of(self, task: str) -> int:
+        """The batch size of the task's cells (`task_batch`, else `batch_size`)."""
+        return dict(self.task_batch).get(task, self.batch_size)
 
     def cap_of(self, model: str) -> int | None:
         return dict(self.max_len).get(model)
@@ -159,13 +166,16 @@ PRESETS: dict[str, Preset] = {
     # T) left chance at step ~300 and was at 92% by step 850. Hence chrono for the LSTM, a 5000-step cap
     # (80k sequences, about Hochreiter & Schmidhuber's 74k for T=100) and a 1000-step plateau window
     # (no verdict before step 1050). Grid 64 -> 256 (adding 64 -> 512), the Transformers stop at 256.
+    # MQAR at batch 16 (protocol 2, and again with these settings, 2026-12-02): every model, the Transformers
+    # too, stalls at ~25% = 1/D (choosing among the D values in context); at batch 64 Transformer-RoPE
+    # solves T=64 at step 450 (lr 3e-3) / 600 (1e-3), 29-38k sequences, hence MQAR at batch 64.
     # The frontier search runs first, the extra seeds after it; the 42-minute budget cuts what does not
     # fit (recorded as "budget", never a failure; a rerun continues).
     "default": Preset(
         tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256), lrs=(3e-3, 1e-2),
         max_steps=5000, batch_size=16, target_params=50_000, eval_every=50, patience=1000,
         eval_examples=128, max_len=(("transformer-sin", 256), ("transformer-rope", 256)),
-        task_lengths=(("adding", (64, 512)),), budget_s=42 * 60, lstm_chrono=True,
+        task_lengths=(("adding", (64, 512)),), task_batch=(("mqar", 64),), budget_s=42 * 60, lstm_chrono=True,
     ),
     # One GPU (scripts/gpu_longrange.sh): every model up to T=16384, batch 32, a 20k-step cap, plateau
     # window 2000 steps. The full grid takes hours; the script's wall-clock cap (budget_s, ~7 min)
@@ -173,7 +183,7 @@ PRESETS: dict[str, Preset] = {
     "gpu": Preset(
         tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256, 1024, 4096, 16384), lrs=(3e-3, 1e-2),
         max_steps=20_000, batch_size=32, target_params=50_000, eval_every=200, patience=2000,
-        eval_examples=256, ckpt_every=1000, budget_s=7 * 60, lstm_chrono=True,
+        eval_examples=256, ckpt_every=1000, task_batch=(("mqar", 128),), budget_s=7 * 60, lstm_chrono=True,
     ),
 }
 
@@ -372,6 +382,9 @@ def _validate(preset: Preset) -> None:
         raise ValueError(f"--budget-s: expected > 0, got {preset.budget_s}")
     # Every task must accept every length (fails fast with the task's own message); bisection
     # points lie between grid lengths, and every task's minimum length is a lower bound only.
+    for task, b in preset.task_batch:
+        if task not in _ALL_TASKS or not isinstance(b, int) or b < 1:
+            raise ValueError(f"task_batch: expected (task in {', '.join(_ALL_TASKS)}, batch >= 1), got ({task!r}, {b!r})")
     for task, grid in preset.task_lengths:
         if any((not isinstance(t, int)) or t < 1 for t in grid) or not grid:
             raise ValueError(f"task_lengths: {task}: expected positive ints, got {list(grid)}")
@@ -386,7 +399,7 @@ def _validate(preset: Preset) -> None:
 def run_key(preset: Preset, task: str, model: str, length: int, lr: float, seed_index: int = 0) -> str:
     """The identity of a cell under this preset's protocol (what a rerun matches to skip it)."""
     point = {"protocol": PROTOCOL, "task": task, "model": model, "length": length, "lr": lr,
-             "seed": preset.seed + seed_index, "max_steps": preset.max_steps, "batch_size": preset.batch_size,
+             "seed": preset.seed + seed_index, "max_steps": preset.max_steps, "batch_size": preset.batch_of(task),
              "eval_every": preset.eval_every, "patience": preset.patience, "min_delta": preset.min_delta,
              "confirm": preset.confirm, "warmup_steps": preset.warmup_steps, "eval_examples": preset.eval_examples,
              "difficulty": preset.difficulty_of(task), "options": preset.options_of(task),
@@ -403,7 +416,7 @@ def run_key(preset: Preset, task: str, model: str, length: int, lr: float, seed_
 def _workdir(root: Path, task: str, model: str, length: int, lr: float, seed: int, preset: Preset) -> Path:
     fb = ("_chrono" if preset.lstm_chrono else f"_fb{preset.lstm_forget_bias:g}") if model == "lstm" else ""
     fb += f"_ps{preset.plateau_start}" if preset.plateau_start else ""
-    return root / task / model / (f"T{length}_lr{lr:g}_seed{seed}_cap{preset.max_steps}_b{preset.batch_size}"
+    return root / task / model / (f"T{length}_lr{lr:g}_seed{seed}_cap{preset.max_steps}_b{preset.batch_of(task)}"
                                   f"_e{preset.eval_every}_p{preset.patience}_d{preset.difficulty_of(task)}"
                                   f"_n{preset.target_params}{fb}")
 
@@ -644,11 +657,12 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
         del config, vocab_size  # sizes come from the task (regression data has no vocabulary)
         return build_model(model, d_model=d_model, rngs=rngs, **kw)
 
+    batch_size = preset.batch_of(task)
     config = TrainConfig(
         task="custom", model=MODEL_SPECS[model][0], workdir=str(workdir), d_model=d_model,
         layers=preset.layers, num_heads=preset.num_heads, steps=preset.max_steps,
-        batch_size=preset.batch_size, seq_len=length, seed=seed, lr=lr, warmup_steps=preset.warmup_steps,
-        eval_every=preset.eval_every, eval_batches=max(1, math.ceil(preset.eval_examples / preset.batch_size)),
+        batch_size=batch_size, seq_len=length, seed=seed, lr=lr, warmup_steps=preset.warmup_steps,
+        eval_every=preset.eval_every, eval_batches=max(1, math.ceil(preset.eval_examples / batch_size)),
         log_every=preset.eval_every, ckpt_every=preset.ckpt_every, keep_checkpoints=1, progress=engine_progress,
         extra={"longrange": {"task": task, "model": model, "difficulty": preset.difficulty_of(task)}},
     )
@@ -689,7 +703,7 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
 
     rec: dict[str, Any] = {
         "protocol": PROTOCOL, "task": task, "model": model, "length": length, "lr": lr, "seed": seed,
-        "seed_index": seed_index, "max_steps": preset.max_steps, "batch_size": preset.batch_size,
+        "seed_index": seed_index, "max_steps": preset.max_steps, "batch_size": batch_size,
         "eval_every": preset.eval_every, "patience": preset.patience, "min_delta": preset.min_delta,
         "difficulty": preset.difficulty_of(task), "d_model": d_model, "params": n_params,
         "layers": preset.layers, "chance": data.chance, "workdir": str(workdir),
@@ -715,14 +729,14 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
     rec["resumed_from"] = result.resumed_from
     assert count_parameters(result.model) == n_params
     rec["steps"] = result.step
-    rec["sequences"] = result.step * preset.batch_size
+    rec["sequences"] = result.step * batch_size
     rec["history"] = history
     at = solved_at(history, preset.confirm)
     first = history[at] if at is not None else None
     outcome = cell_outcome(history, why.get("stop"), preset)
     rec["outcome"] = outcome
     rec["steps_to_solve"] = int(first[0]) if first else None
-    rec["sequences_to_solve"] = int(first[0]) * preset.batch_size if first else None
+    rec["sequences_to_solve"] = int(first[0]) * batch_size if first else None
     if history:
         rec["val_loss"], rec["val_accuracy"] = history[-1][1], history[-1][2]
         rec["best_val_loss"] = min(h[1] for h in history)
@@ -737,7 +751,7 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
     task_obj = data.task(seed + _TEST_SEED_OFFSET)
     hits = tokens = seqs = solved = 0.0
     sq_err = 0.0
-    for batch in data.test_batches(seed=seed, batch_size=preset.batch_size, examples=preset.eval_examples):
+    for batch in data.test_batches(seed=seed, batch_size=batch_size, examples=preset.eval_examples):
         out = np.asarray(forward(params, batch["inputs"]))
         acc = task_obj.accuracy(out, batch)
         n_tok = float(batch["mask"].sum())
@@ -982,7 +996,8 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
     L.append("## Protocol\n")
     diff = dict(preset.difficulty)
     L += [
-        f"- Preset `{plan.get('preset_name', '?')}` through `jaxseq.train.loop.train`: batch {preset.batch_size}, "
+        f"- Preset `{plan.get('preset_name', '?')}` through `jaxseq.train.loop.train`: batch {preset.batch_size}"
+        + "".join(f" ({t}: {b})" for t, b in preset.task_batch if t in tasks) + ", "
         f"{preset.layers} layers, AdamW (warm-up {preset.warmup_steps} steps, cosine to 0.1× at the cap, weight "
         f"decay 0.1, clip 1.0), float32; LSTM gates at init: "
         + ("chrono initialisation up to each cell's length T (forget-gate bias log u, input-gate bias −log u, "
@@ -994,7 +1009,8 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
         f"{preset.patience} steps the validation loss did not fall below (1 − {preset.min_delta:g})× its best "
         f"before that window, nor the accuracy rise more than {preset.min_delta:g} above its best"
         + (f"; judged from step {preset.plateau_start} on" if preset.plateau_start else "") + "), under a cap "
-        f"of {preset.max_steps} steps ({preset.max_steps * preset.batch_size:,} sequences): **cap**. "
+        f"of {preset.max_steps} steps ({preset.max_steps * preset.batch_size:,} sequences"
+        + "".join(f"; {t}: {preset.max_steps * b:,}" for t, b in preset.task_batch if t in tasks) + "): **cap**. "
         "Only *plateau* is a failure; *cap*, *budget* (the study's time limit"
         + (f", {preset.budget_s:.0f} s" if preset.budget_s else "") + "), *diverged* and *error* are inconclusive.",
         f"- Learning rates {list(preset.lrs)} swept at the shortest length per (task, model); the best (solved, "
@@ -1624,6 +1640,8 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
             changes[name] = tuple(getattr(args, name))
     if args.lengths:
         changes["task_lengths"] = ()  # the grid given applies to every task
+    if args.batch_size is not None:
+        changes["task_batch"] = ()  # the batch given applies to every task
     for name in ("max_steps", "batch_size", "budget_s", "lstm_forget_bias", "seeds", "eval_every", "patience",
                  "plateau_start", "lstm_chrono"):
         if getattr(args, name) is not None:
@@ -1670,7 +1688,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--lengths", nargs="+", type=int, help="the rising length grid (replaces the preset's)")
     p.add_argument("--lrs", nargs="+", type=float, help="learning rates to sweep (replaces the preset's)")
     p.add_argument("--max-steps", "--steps", dest="max_steps", type=int, help="step cap of one cell")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="batch size of every cell (replaces the preset's, per-task ones too)")
     p.add_argument("--seeds", type=int, help="seeds at the frontier lengths (seed 0 included)")
     p.add_argument("--eval-every", type=int, help="steps between validation checks")
     p.add_argument("--patience", type=int, help="plateau window in steps")

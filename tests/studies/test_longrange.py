@@ -2,6 +2,7 @@
 the plateau rule, the length search (rise, bisection to a factor 2, seeds at the frontier) and the
 findings with the training faked, budget cuts and resumption, the first protocol's report, and the
 smoke preset end to end."""
+import argparse
 import dataclasses
 import json
 import math
@@ -465,3 +466,31 @@ def test_cell_cut_by_the_deadline_resumes_from_its_checkpoint(tmp_path):
     steps = [h[0] for h in again["history"]]
     assert steps[0] == 1 and steps[1:] == list(range(10, steps[-1] + 1, 10))[: len(steps) - 1]
     assert not list((wd / "checkpoints").glob("*"))  # deleted once final
+
+
+def test_task_batch_sets_each_tasks_batch_key_workdir_and_cli(monkeypatch, tmp_path):
+    import jaxseq.train.loop as loop
+
+    preset = _grid_preset(tasks=("copy", "mqar"), task_batch=(("mqar", 32),))
+    assert preset.batch_of("mqar") == 32 and preset.batch_of("copy") == 8
+    assert json.loads(longrange.run_key(preset, "mqar", "lstm", 8, 1e-2))["batch_size"] == 32
+    assert json.loads(longrange.run_key(preset, "copy", "lstm", 8, 1e-2))["batch_size"] == 8
+    assert "_b32_" in longrange._workdir(tmp_path, "mqar", "lstm", 8, 1e-2, 0, preset).name
+    seen = []
+
+    def fake_train(config, **kw):  # what the engine is given; stop there
+        seen.append(config)
+        raise loop.NonFiniteLossError("stop")
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    rec = longrange.train_one(preset, "mqar", "lstm", 8, 1e-2, tmp_path / "cell")
+    assert seen[0].batch_size == 32 and seen[0].eval_batches == 4 and rec["batch_size"] == 32
+    for bad in ((("mqar", 0),), (("nope", 8),)):
+        with pytest.raises(ValueError, match="task_batch"):
+            longrange.run_longrange(_grid_preset(task_batch=bad), "/nonexistent/x", progress=False)
+    assert longrange.PRESETS["default"].batch_of("mqar") == 64
+    # --batch-size applies to every task, the per-task ones included
+    parser = argparse.ArgumentParser()
+    longrange.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["longrange", "--preset", "default", "--batch-size", "8"])
+    assert longrange.preset_from_args(args).batch_of("mqar") == 8
