@@ -38,6 +38,13 @@ adding) through the common training engine (`jaxseq.train.loop.train` with its `
   length first, so a time budget cuts the seeds and the longest cells, and every search advances
   before any goes far.
 
+Presets: ``smoke`` (the tests), ``default`` (what fits 45 minutes on a 2-core CPU: delayed copy at
+T=64 for every model, the adding problem up to T=512 for the LSTM and at 64 for the Transformers),
+``full`` (every task and model, lengths 64 -> 256, adding 64 -> 512; hours on 2 cores, resumable, so
+``--budget-s`` may split it into passes) and ``gpu`` (up to T=16384; ``scripts/gpu_longrange.sh``).
+A preset may run a task for some models only (``task_models``). No preset has a wall-clock budget
+unless ``--budget-s`` is given (cells it cuts are recorded as such and rerun).
+
 Outputs in OUT (default: this machine's ``profiles/<machine_slug>/longrange/``, and
 ``.../longrange/<preset>/`` for presets other than ``default``): ``results.jsonl`` (one line per
 finished cell, with the machine's fingerprint; a rerun skips the cells this machine finished with a
@@ -108,6 +115,9 @@ class Preset:
     # Per-task batch sizes replacing `batch_size` (MQAR: at batch 16 even the Transformers stay at the
     # 1/D of picking among the in-context values; at batch 64 they bind keys to values in a few hundred steps).
     task_batch: tuple[tuple[str, int], ...] = ()
+    # Per-task model lists replacing `models` (a preset that must fit a time budget runs the costly
+    # tasks for fewer models).
+    task_models: tuple[tuple[str, tuple[str, ...]], ...] = ()
     budget_s: float | None = None  # wall-clock budget of the whole study
     seed: int = 0
     lstm_forget_bias: float = 1.0  # added to the LSTM forget-gate bias at init (Jozefowicz et al. 2015)
@@ -131,14 +141,27 @@ class Preset:
         """The batch size of the task's cells (`task_batch`, else `batch_size`)."""
         return dict(self.task_batch).get(task, self.batch_size)
 
+    def models_of(self, task: str) -> tuple[str, ...]:
+        """The models run on `task` (`task_models`, else `models`), in the preset's model order."""
+        chosen = dict(self.task_models).get(task)
+        return self.models if chosen is None else tuple(m for m in self.models if m in chosen)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every (task, model) the preset runs."""
+        return [(t, m) for t in self.tasks for m in self.models_of(t)]
+
     def cap_of(self, model: str) -> int | None:
         return dict(self.max_len).get(model)
 
     def grid_of(self, model: str, task: str | None = None) -> list[int]:
-        """The rising lengths of (task, model): the task's grid (else the preset's) up to the model's cap."""
+        """The rising lengths of (task, model): the task's grid (else the preset's) up to the model's cap;
+        the cap itself joins when the grid passes it (a cap of 256 on the grid 64, 512 gives 64, 256)."""
         cap = self.cap_of(model)
         grid = dict(self.task_lengths).get(task, self.lengths) if task is not None else self.lengths
-        return [T for T in sorted(set(grid)) if cap is None or T <= cap]
+        below = [T for T in sorted(set(grid)) if cap is None or T <= cap]
+        if cap is not None and below and max(grid) > cap and cap not in below:
+            below.append(cap)
+        return below
 
 
 _ALL_MODELS = ("lstm", "gru", "mingru", "minlstm", "transformer-sin", "transformer-rope")
@@ -156,7 +179,8 @@ PRESETS: dict[str, Preset] = {
         ckpt_every=120, layers=1, difficulty=(("copy", 2), ("selective_copy", 2), ("mqar", 2), ("adding", 2)),
         eval_examples=16, seeds=2,
     ),
-    # The study on a 2-core CPU. Step times (quiet, batch 16, ~50k parameters): T=64 ~6.5 ms (recurrent) /
+    # The whole grid on a 2-core CPU (`full`: about 4 hours; resumable, so it may run in passes with
+    # --budget-s). Step times (quiet, batch 16, ~50k parameters): T=64 ~6.5 ms (recurrent) /
     # 10 ms (Transformer); T=256 ~33 / ~100 ms; T=512 (LSTM) ~185 ms; compilation ~3 s per cell.
     # Protocol 2's first run (Intel 2-core, 2026-12-01: cap 2500, window 500, forget-gate bias +4) left
     # GRU and minLSTM copy at T=64 capped at 94% / 93%, and the LSTM's adding at T=512 stopped as a
@@ -169,13 +193,27 @@ PRESETS: dict[str, Preset] = {
     # MQAR at batch 16 (protocol 2, and again with these settings, 2026-12-02): every model, the Transformers
     # too, stalls at ~25% = 1/D (choosing among the D values in context); at batch 64 Transformer-RoPE
     # solves T=64 at step 450 (lr 3e-3) / 600 (1e-3), 29-38k sequences, hence MQAR at batch 64.
-    # The frontier search runs first, the extra seeds after it; the 42-minute budget cuts what does not
-    # fit (recorded as "budget", never a failure; a rerun continues).
-    "default": Preset(
+    # Two passes (AMD 2-core, 2026-12-02/03) spent 158 minutes of cell time on 119 cells and finished
+    # neither the extra seeds nor MQAR's and adding's longer lengths.
+    "full": Preset(
         tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256), lrs=(3e-3, 1e-2),
         max_steps=5000, batch_size=16, target_params=50_000, eval_every=50, patience=1000,
         eval_examples=128, max_len=(("transformer-sin", 256), ("transformer-rope", 256)),
-        task_lengths=(("adding", (64, 512)),), task_batch=(("mqar", 64),), budget_s=42 * 60, lstm_chrono=True,
+        task_lengths=(("adding", (64, 512)),), task_batch=(("mqar", 64),), lstm_chrono=True,
+    ),
+    # What fits 45 minutes on the 2-core CPU with the whole protocol (learning-rate sweep, rise and
+    # bisection, 3 seeds at the frontier lengths), sized from the `full` records' cell times (AMD
+    # 2-core): the recurrent models need 2,500-4,700 steps on copy at T=64 (20-85 s a cell) and the
+    # LSTM 2,300 on adding at T=512 (150 s); one more length per task would double the study. So:
+    # delayed copy at T=64 for every model, and the adding problem up to T=512 for the LSTM and
+    # (up to 64) the Transformers, with `full`'s settings (its cells have the same keys).
+    # Selective copy, MQAR and the longer lengths are `full`'s.
+    "default": Preset(
+        tasks=("copy", "adding"), models=_ALL_MODELS, lengths=(64,), lrs=(3e-3, 1e-2),
+        max_steps=5000, batch_size=16, target_params=50_000, eval_every=50, patience=1000,
+        eval_examples=128, max_len=(("transformer-sin", 64), ("transformer-rope", 64)),
+        task_lengths=(("adding", (64, 512)),),
+        task_models=(("adding", ("lstm", "transformer-sin", "transformer-rope")),), lstm_chrono=True,
     ),
     # One GPU (scripts/gpu_longrange.sh): every model up to T=16384, batch 32, a 20k-step cap, plateau
     # window 2000 steps. The full grid takes hours; the script's wall-clock cap (budget_s, ~7 min)
@@ -385,6 +423,11 @@ def _validate(preset: Preset) -> None:
     for task, b in preset.task_batch:
         if task not in _ALL_TASKS or not isinstance(b, int) or b < 1:
             raise ValueError(f"task_batch: expected (task in {', '.join(_ALL_TASKS)}, batch >= 1), got ({task!r}, {b!r})")
+    for task, chosen in preset.task_models:
+        bad = [m for m in chosen if m not in preset.models]
+        if task not in _ALL_TASKS or not chosen or bad:
+            raise ValueError(f"task_models: expected (task in {', '.join(_ALL_TASKS)}, a non-empty subset of the "
+                             f"models {list(preset.models)}), got ({task!r}, {list(chosen)!r})")
     for task, grid in preset.task_lengths:
         if any((not isinstance(t, int)) or t < 1 for t in grid) or not grid:
             raise ValueError(f"task_lengths: {task}: expected positive ints, got {list(grid)}")
@@ -814,7 +857,7 @@ def run_longrange(preset: Preset, out: str | Path, *, workdir: str | Path = _DEF
     done = {k: r for k, r in _latest(own_records(load_records(results))).items()
             if r.get("protocol") == PROTOCOL and outcome_of(r) in FINAL}
     written: list[dict] = []
-    combos = [(t, m) for t in preset.tasks for m in preset.models]
+    combos = preset.pairs()
     bar = None
     if progress:
         from tqdm import tqdm
@@ -985,7 +1028,8 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
     latest = list(by_key.values())
     tasks = [t for t in preset.tasks if any(r.get("task") == t for r in latest)]
     models = [m for m in preset.models if any(r.get("model") == m for r in latest)]
-    searches = {(t, m): search(preset, t, m, by_key.get) for t in tasks for m in models}
+    ran = {t: [m for m in preset.models_of(t) if m in models] for t in tasks}  # the models of each task
+    searches = {(t, m): search(preset, t, m, by_key.get) for t in tasks for m in ran[t]}
     L: list[str] = ["# Long-range synthetic tasks: each model's length frontier\n",
                     "Generated by `jaxseq longrange` from `results.jsonl` (no hand-written numbers). "
                     "Regenerate with `jaxseq longrange --out DIR --report-only`.\n",
@@ -1022,6 +1066,10 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
         "cell bounds the search from above the same way but stays inconclusive (frontier ≥ the last success, "
         f"\"cap at T\"). {preset.seeds} seeds (from {preset.seed}) at the lengths on both sides of the frontier; "
         "search cells run before extra seeds, shortest first.",
+        *([f"- Models: {', '.join(preset.models)}; per task: "
+           + "; ".join(f"{t}: {', '.join(preset.models_of(t))}" for t in tasks if preset.models_of(t) != preset.models)
+           + " (this preset's scope; the others are not run here)."]
+          if any(preset.models_of(t) != preset.models for t in tasks) else []),
         "- Difficulty: " + ", ".join(f"{t} {diff.get(t)}" for t in tasks) + "; options: "
         + "; ".join(f"{t} {preset.options_of(t)}" for t in tasks) + ". Test accuracy: a second fresh set of "
         f"{preset.eval_examples} sequences, reported beside.",
@@ -1037,7 +1085,7 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
     L.append("| task | model | width / params | state bits | task bits | lr | frontier | seeds |")
     L.append("|---|---|---|---|---|---|---|---|")
     for t in tasks:
-        for m in models:
+        for m in ran[t]:
             s = searches[(t, m)]
             r0 = next((r for r in latest if r.get("task") == t and r.get("model") == m and "params" in r), None)
             size = f"{r0['d_model']} / {r0['params']:,}" if r0 else "—"
@@ -1094,7 +1142,7 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
             L.append(f"No plots: {e}.\n")
 
     L.append("## Findings (computed from the tables above)\n")
-    L.extend(_findings_v2(preset, searches, tasks, models, latest))
+    L.extend(_findings_v2(preset, searches, tasks, ran, latest))
 
     wall = sum(r.get("train_wall_s", 0.0) + r.get("eval_wall_s", 0.0) for r in latest)
     L.append("\n## Time\n")
@@ -1137,14 +1185,18 @@ def _reference_names(out: Path, chosen: Any, references: list[str | Path] | None
 
 
 def _findings_v2(preset: Preset, searches: dict[tuple[str, str], Search], tasks: list[str],
-                 models: list[str], latest: list[dict]) -> list[str]:
+                 ran: dict[str, list[str]], latest: list[dict]) -> list[str]:
+    """`ran`: the models of each task (a preset may run a task for some models only)."""
     F: list[str] = []
-    rnns = [m for m in models if m not in _TRANSFORMERS]
-    trans = [m for m in models if m in _TRANSFORMERS]
     width = {(r["task"], r["model"]): (r["d_model"], r.get("layers", preset.layers))
              for r in latest if "d_model" in r}
     verdicts: dict[str, list[str]] = {"shorter": [], "longer": [], "not shorter": [], "undetermined": []}
+    any_pair = False  # some task has both a recurrent model and a Transformer
     for t in tasks:
+        models = ran[t]
+        rnns = [m for m in models if m not in _TRANSFORMERS]
+        trans = [m for m in models if m in _TRANSFORMERS]
+        any_pair = any_pair or bool(trans and rnns)
         F.append(f"- **{t}**: " + "; ".join(f"{m} {_frontier_text(searches[(t, m)])}" for m in models) + ".")
         if trans and rnns:
             a_name = max(trans, key=lambda m: searches[(t, m)].lo or 0)
@@ -1165,15 +1217,16 @@ def _findings_v2(preset: Preset, searches: dict[tuple[str, str], Search], tasks:
                      + ", ".join(caps) + (". Every state is ≥ 10× the task's bits: a recurrent failure here is "
                                           "a failure to learn, not the state-size bound." if min(ratios) >= 10 else
                                           ". Some state is within 10× of the task's bits: the state size may bind."))
-    if trans and rnns:
+    if any_pair:
         F.append("- Recurrent frontier vs attention's, over all (task, recurrent model): "
                  + "; ".join(f"{k}: {', '.join(v) if v else 'none'}" for k, v in verdicts.items()) + ".")
-    if "lstm" in models and "adding" in tasks:
+    if "adding" in tasks and "lstm" in ran["adding"]:
         s = searches[("adding", "lstm")]
         met = s.lo is not None and s.lo >= 500
         F.append(f"- LSTM on adding: {_frontier_text(s)}; Hochreiter & Schmidhuber (1997) solved T = 100, 500, "
                  f"1000. Solved at T ≥ 500 here: {'yes' if met else 'no' if s.hi is not None and s.hi <= 500 else 'not shown'}.")
     if "copy" in tasks:
+        models = ran["copy"]
         first = {m: preset.grid_of(m, "copy")[0] for m in models if preset.grid_of(m, "copy")}
         ok = [m for m in models if m in first and (searches[("copy", m)].lo or 0) >= first[m]]
         F.append(f"- Delayed copy at the shortest length ({sorted(set(first.values()))}): solved by "
@@ -1182,7 +1235,7 @@ def _findings_v2(preset: Preset, searches: dict[tuple[str, str], Search], tasks:
              and r["token_accuracy"] < SOLVED]
     if shaky:
         F.append(f"- Solved cells whose test accuracy (a second fresh set) is below {100 * SOLVED:.0f}%: "
-                 + ", ".join(f"{r['task']}/{r['model']}/T={r['length']}/seed {r.get('seed')} "
+                 + ", ".join(f"{r['task']}/{r['model']}/T={r['length']}/lr {r['lr']:g}/seed {r.get('seed')} "
                              f"({100 * r['token_accuracy']:.1f}%)" for r in shaky) + ".")
     counts = {o: sum(outcome_of(r) == o for r in latest) for o in ("solved", "plateau", "cap", "budget",
                                                                       "diverged", "error")}
@@ -1640,6 +1693,8 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
             changes[name] = tuple(getattr(args, name))
     if args.lengths:
         changes["task_lengths"] = ()  # the grid given applies to every task
+    if args.models:
+        changes["task_models"] = ()  # the models given run on every task
     if args.batch_size is not None:
         changes["task_batch"] = ()  # the batch given applies to every task
     for name in ("max_steps", "batch_size", "budget_s", "lstm_forget_bias", "seeds", "eval_every", "patience",

@@ -488,9 +488,58 @@ def test_task_batch_sets_each_tasks_batch_key_workdir_and_cli(monkeypatch, tmp_p
     for bad in ((("mqar", 0),), (("nope", 8),)):
         with pytest.raises(ValueError, match="task_batch"):
             longrange.run_longrange(_grid_preset(task_batch=bad), "/nonexistent/x", progress=False)
-    assert longrange.PRESETS["default"].batch_of("mqar") == 64
+    assert longrange.PRESETS["full"].batch_of("mqar") == 64
     # --batch-size applies to every task, the per-task ones included
     parser = argparse.ArgumentParser()
     longrange.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["longrange", "--preset", "default", "--batch-size", "8"])
+    args = parser.parse_args(["longrange", "--preset", "full", "--batch-size", "8"])
     assert longrange.preset_from_args(args).batch_of("mqar") == 8
+
+
+def test_a_models_cap_joins_the_grid_it_cuts():
+    preset = _grid_preset(lengths=(8, 128), max_len=(("transformer-rope", 32),))
+    assert preset.grid_of("transformer-rope", "copy") == [8, 32] and preset.grid_of("lstm", "copy") == [8, 128]
+    assert _grid_preset(max_len=(("transformer-rope", 32),)).grid_of("transformer-rope") == [8, 32]
+    assert _grid_preset(lengths=(8, 16), max_len=(("lstm", 32),)).grid_of("lstm") == [8, 16]  # not past the grid
+    assert longrange.PRESETS["full"].grid_of("transformer-rope", "adding") == [64, 256]
+
+
+def test_task_models_run_a_task_for_some_models_only(monkeypatch, tmp_path, no_plots):
+    calls: list = []
+    truth = {(t, m): 32 for t in ("copy", "adding") for m in ("lstm", "gru", "transformer-rope")}
+    monkeypatch.setattr(longrange, "train_one", _fake_cells(truth, calls))
+    preset = _grid_preset(tasks=("copy", "adding"), models=("lstm", "gru", "transformer-rope"),
+                          task_models=(("adding", ("transformer-rope", "lstm")),), lengths=(8, 32))
+    assert preset.models_of("adding") == ("lstm", "transformer-rope")  # the preset's model order
+    assert preset.models_of("copy") == preset.models
+    assert preset.pairs() == [("copy", "lstm"), ("copy", "gru"), ("copy", "transformer-rope"),
+                              ("adding", "lstm"), ("adding", "transformer-rope")]
+    out = tmp_path / "out"
+    longrange.run_longrange(preset, out, workdir=tmp_path / "wd", progress=False)
+    assert {(t, m) for t, m, *_ in calls} == set(preset.pairs())
+    report = (out / "REPORT.md").read_text()
+    assert "| copy | gru |" in report and "| adding | gru |" not in report and "| adding | lstm |" in report
+    assert "per task: adding: lstm, transformer-rope (this preset's scope" in report
+    findings = report.split("## Findings")[1]
+    assert "adding/lstm" in findings and "adding/gru" not in findings and "copy/gru" in findings
+    for bad in ((("adding", ("nope",)),), (("adding", ()),), (("nope", ("lstm",)),)):
+        with pytest.raises(ValueError, match="task_models"):
+            longrange.run_longrange(_grid_preset(task_models=bad), "/nonexistent/x", progress=False)
+    # --models runs the models given on every task
+    parser = argparse.ArgumentParser()
+    longrange.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["longrange", "--preset", "default", "--models", "gru", "lstm"])
+    p = longrange.preset_from_args(args)
+    assert p.models_of("adding") == p.models_of("copy") == ("gru", "lstm")
+
+
+def test_default_preset_holds_the_issues_targets_and_full_keeps_the_grid():
+    d, f = longrange.PRESETS["default"], longrange.PRESETS["full"]
+    assert d.budget_s is None and f.budget_s is None  # fixed steps; a wall-clock cap is opt-in
+    assert set(d.models_of("copy")) == set(longrange._ALL_MODELS) and d.grid_of("lstm", "copy")[0] == 64
+    assert "lstm" in d.models_of("adding") and max(d.grid_of("lstm", "adding")) >= 500
+    assert d.seeds == 3 and len(d.lrs) >= 2
+    assert set(f.tasks) == set(longrange._ALL_TASKS) and f.pairs() == [(t, m) for t in f.tasks for m in f.models]
+    # The default's cells are the full grid's cells (same keys): one protocol, two scopes.
+    for t, m in d.pairs():
+        assert longrange.run_key(d, t, m, 64, 3e-3) == longrange.run_key(f, t, m, 64, 3e-3)
