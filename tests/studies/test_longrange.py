@@ -5,6 +5,7 @@ smoke preset end to end."""
 import argparse
 import dataclasses
 import json
+import os
 import math
 import shutil
 from pathlib import Path
@@ -543,3 +544,30 @@ def test_default_preset_holds_the_issues_targets_and_full_keeps_the_grid():
     # The default's cells are the full grid's cells (same keys): one protocol, two scopes.
     for t, m in d.pairs():
         assert longrange.run_key(d, t, m, 64, 3e-3) == longrange.run_key(f, t, m, 64, 3e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_gpu_script_dry_run_on_cpu_reports_what_its_cap_cut(tmp_path):
+    """scripts/gpu_longrange.sh end to end as the device would run it, on the CPU (smoke preset, a 1 s
+    cap) and without the packages the GPU image lacks: the cap's cuts are said and packed."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\nclass _Block:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('tensorboardX', 'statsforecast'):\n"
+        "            raise ModuleNotFoundError(name, name=name)\nsys.meta_path.insert(0, _Block())\n")
+    env = {**os.environ, "PRESET": "smoke", "LR_OUT": str(tmp_path / "out"), "PYTHON": sys.executable,
+           "LIMIT": "1", "PACK": str(tmp_path / "pack"), "WORKDIR": str(tmp_path / "wd"),
+           "PYTHONPATH": f"{site}{os.pathsep}{root}"}
+    p = subprocess.run(["bash", str(root / "scripts" / "gpu_longrange.sh")], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "WALL-CLOCK CAP: the budget cut" in p.stdout and "== frontiers" in p.stdout
+    recs = load_records(tmp_path / "pack" / "results.jsonl")
+    assert recs and all(r["outcome"] == "budget" for r in recs)
+    assert (tmp_path / "pack" / "REPORT.md").is_file() and (tmp_path / "pack" / "plan.json").is_file()
