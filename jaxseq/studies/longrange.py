@@ -125,6 +125,7 @@ class Preset:
     # replaces lstm_forget_bias when set.
     lstm_chrono: bool = False
     plateau_start: int = 0  # no plateau verdict before this step (slow starters: long-lag adding)
+    scope: str = ""  # why the preset runs what it runs (the report states it)
 
     @property
     def steps(self) -> int:
@@ -214,6 +215,9 @@ PRESETS: dict[str, Preset] = {
         eval_examples=128, max_len=(("transformer-sin", 64), ("transformer-rope", 64)),
         task_lengths=(("adding", (64, 512)),),
         task_models=(("adding", ("lstm", "transformer-sin", "transformer-rope")),), lstm_chrono=True,
+        scope="sized to fit 45 minutes on a 2-core CPU from the `full` preset's cell times: delayed copy at T=64 for "
+              "every model and the adding problem up to T=512 for the LSTM (at 64 for the Transformers); each "
+              "further length would about double it. Selective copy, MQAR and the longer lengths: `--preset full`.",
     ),
     # One GPU (scripts/gpu_longrange.sh): every model up to T=16384, batch 32, a 20k-step cap, plateau
     # window 2000 steps. The full grid takes hours; the script's wall-clock cap (budget_s, ~7 min)
@@ -1066,6 +1070,7 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
         "cell bounds the search from above the same way but stays inconclusive (frontier ≥ the last success, "
         f"\"cap at T\"). {preset.seeds} seeds (from {preset.seed}) at the lengths on both sides of the frontier; "
         "search cells run before extra seeds, shortest first.",
+        *([f"- Scope: {preset.scope}"] if preset.scope else []),
         *([f"- Models: {', '.join(preset.models)}; per task: "
            + "; ".join(f"{t}: {', '.join(preset.models_of(t))}" for t in tasks if preset.models_of(t) != preset.models)
            + " (this preset's scope; the others are not run here)."]

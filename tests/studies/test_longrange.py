@@ -521,6 +521,7 @@ def test_task_models_run_a_task_for_some_models_only(monkeypatch, tmp_path, no_p
     report = (out / "REPORT.md").read_text()
     assert "| copy | gru |" in report and "| adding | gru |" not in report and "| adding | lstm |" in report
     assert "per task: adding: lstm, transformer-rope (this preset's scope" in report
+    assert "- Scope:" not in report  # said only when the preset has one
     findings = report.split("## Findings")[1]
     assert "adding/lstm" in findings and "adding/gru" not in findings and "copy/gru" in findings
     for bad in ((("adding", ("nope",)),), (("adding", ()),), (("nope", ("lstm",)),)):
@@ -541,6 +542,7 @@ def test_default_preset_holds_the_issues_targets_and_full_keeps_the_grid():
     assert "lstm" in d.models_of("adding") and max(d.grid_of("lstm", "adding")) >= 500
     assert d.seeds == 3 and len(d.lrs) >= 2
     assert set(f.tasks) == set(longrange._ALL_TASKS) and f.pairs() == [(t, m) for t in f.tasks for m in f.models]
+    assert "45 minutes" in d.scope and not f.scope
     # The default's cells are the full grid's cells (same keys): one protocol, two scopes.
     for t, m in d.pairs():
         assert longrange.run_key(d, t, m, 64, 3e-3) == longrange.run_key(f, t, m, 64, 3e-3)
