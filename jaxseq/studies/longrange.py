@@ -194,8 +194,8 @@ PRESETS: dict[str, Preset] = {
     # MQAR at batch 16 (protocol 2, and again with these settings, 2026-12-02): every model, the Transformers
     # too, stalls at ~25% = 1/D (choosing among the D values in context); at batch 64 Transformer-RoPE
     # solves T=64 at step 450 (lr 3e-3) / 600 (1e-3), 29-38k sequences, hence MQAR at batch 64.
-    # Two passes (AMD 2-core, 2026-12-02/03) spent 158 minutes of cell time on 119 cells and finished
-    # neither the extra seeds nor MQAR's and adding's longer lengths.
+    # Four resumed passes (AMD 2-core, 2026-12-02/03: 42 + 117 + 25 + 75 min) finished it: 134 cells,
+    # 240 minutes of cell time (profiles/longrange/protocol3/full).
     "full": Preset(
         tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256), lrs=(3e-3, 1e-2),
         max_steps=5000, batch_size=16, target_params=50_000, eval_every=50, patience=1000,
@@ -1043,6 +1043,7 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
                  "for this machine and left out here.\n")
     L.append("## Protocol\n")
     diff = dict(preset.difficulty)
+    narrowed = [t for t in tasks if preset.models_of(t) != preset.models]  # tasks run for some models only
     L += [
         f"- Preset `{plan.get('preset_name', '?')}` through `jaxseq.train.loop.train`: batch {preset.batch_size}"
         + "".join(f" ({t}: {b})" for t, b in preset.task_batch if t in tasks) + ", "
@@ -1072,9 +1073,8 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
         "search cells run before extra seeds, shortest first.",
         *([f"- Scope: {preset.scope}"] if preset.scope else []),
         *([f"- Models: {', '.join(preset.models)}; per task: "
-           + "; ".join(f"{t}: {', '.join(preset.models_of(t))}" for t in tasks if preset.models_of(t) != preset.models)
-           + " (this preset's scope; the others are not run here)."]
-          if any(preset.models_of(t) != preset.models for t in tasks) else []),
+           + "; ".join(f"{t}: {', '.join(preset.models_of(t))}" for t in narrowed)
+           + " (this preset's scope; the others are not run here)."] if narrowed else []),
         "- Difficulty: " + ", ".join(f"{t} {diff.get(t)}" for t in tasks) + "; options: "
         + "; ".join(f"{t} {preset.options_of(t)}" for t in tasks) + ". Test accuracy: a second fresh set of "
         f"{preset.eval_examples} sequences, reported beside.",

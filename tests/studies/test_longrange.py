@@ -5,8 +5,8 @@ smoke preset end to end."""
 import argparse
 import dataclasses
 import json
-import os
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -556,13 +556,12 @@ def test_gpu_script_dry_run_on_cpu_reports_what_its_cap_cut(tmp_path):
     import subprocess
     import sys
 
+    from gpu_image import GPU_IMAGE_BLOCKER  # tests/gpu_image.py
+
     root = Path(__file__).resolve().parents[2]
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(
-        "import sys\nclass _Block:\n    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('tensorboardX', 'statsforecast'):\n"
-        "            raise ModuleNotFoundError(name, name=name)\nsys.meta_path.insert(0, _Block())\n")
+    (site / "sitecustomize.py").write_text(GPU_IMAGE_BLOCKER)
     env = {**os.environ, "PRESET": "smoke", "LR_OUT": str(tmp_path / "out"), "PYTHON": sys.executable,
            "LIMIT": "1", "PACK": str(tmp_path / "pack"), "WORKDIR": str(tmp_path / "wd"),
            "PYTHONPATH": f"{site}{os.pathsep}{root}"}

@@ -13,6 +13,7 @@ import pytest
 from jaxseq.studies.scaling import report, sweep as scale
 from jaxseq.bench.sweep import load_records, machine_fingerprint, machine_id
 from jaxseq.cli import main
+from gpu_image import GPU_IMAGE_BLOCKER as BLOCKER  # tests/gpu_image.py
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_BENCH = ("--lstm-lengths 8 --attn-lengths 16 --width 16 --heads 2 --lstm-batch 2 "
@@ -113,16 +114,6 @@ def test_study_rejects_bad_options(tmp_path, capsys):
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_gpu_study_script_parses():
     subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_study.sh")], check=True)
-
-
-BLOCKER = """
-import sys
-class _Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorboardX", "statsforecast"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, _Block())
-"""
 
 
 def test_bench_imports_without_tensorboardx_or_statsforecast(tmp_path):
