@@ -72,10 +72,13 @@ PRESETS: dict[str, Preset] = {
                     lstm=dict(d_model=16, layers=1, dropout=0.0), transformer=dict(d_model=16, layers=1, num_heads=2,
                                                                                    dropout=0.0),
                     lr={"lstm": 3e-3, "transformer": 1e-3}, decode_rows=8, boundaries=(128,)),
-    # Steps set from quiet step times on the 2-core AMD EPYC (LSTM 0.54 s, Transformer 0.77 s; 268 batches per
-    # epoch): 2600 and 1800 steps (about 10 and 7 epochs), ~24 min of training each. Run end to end on the 2-core
-    # Intel Xeon (2026-12-01, profiles/translation): 0.84 / 1.15 s per step, 2176 / 2061 s of training, 75 min in
-    # all; test BLEU beam 5: LSTM 33.64, Transformer 34.79.
+    # Steps set from quiet step times on a 2-core AMD EPYC (LSTM 0.54 s, Transformer 0.77 s; 268 batches per
+    # epoch): 2600 and 1800 steps (about 10 and 7 epochs). Run end to end on the 2-core Intel Xeon (2026-12-01,
+    # profiles/translation): 0.84 / 1.15 s per step, 2176 / 2061 s of training, 75 min in all; test BLEU beam 5:
+    # LSTM 33.64, Transformer 34.79. Those step times include a host-side cost fixed since (every step after the
+    # first epoch rebuilt two epochs of batches, ~0.4 s of host time on a 2-core AMD EPYC). Fewer steps cost the
+    # LSTM most: with 1400 steps (2-core AMD EPYC, 2026-12-03) its validation BLEU was 17.9 at step 1200, against
+    # 23.4 at step 1200 of the 2600-step run: the shorter cosine schedule lowers the learning rate sooner.
     "default": Preset("default", vocab_size=8000, train_pairs=None, val_sentences=200, test_sentences=None,
                       tokens_per_batch=2048, steps={"lstm": 2600, "transformer": 1800}, eval_every=200,
                       lstm=dict(d_model=256, layers=2, dropout=0.2),
@@ -113,6 +116,7 @@ class TranslationData:
         self.train_src, self.train_tgt = tokenizer.encode(train[0]), tokenizer.encode(train[1])
         self.valid_src, self.valid_tgt = tokenizer.encode(valid[0]), tokenizer.encode(valid[1])
         self._epoch: tuple[tuple[int, int, int], list] | None = None
+        self._counts: dict[int, int] = {}  # batches per epoch, by token budget
 
     def _batches(self, src, tgt, tokens: int, *, shuffle: bool, seed: int = 0, epoch: int = 0) -> list:
         from jaxseq.data import multi30k as M
@@ -131,7 +135,12 @@ class TranslationData:
         return self._epoch[1]
 
     def batches_per_epoch(self, tokens: int) -> int:
-        return len(self.epoch_batches(seed=0, epoch=0, tokens=tokens))
+        # The count depends on the bucket sizes only, not on the shuffle; cached apart from the epoch's
+        # batches, so that asking for it never evicts the epoch being trained on (rebuilding an epoch of
+        # Multi30k takes ~0.2 s of host time, which every step after the first epoch used to pay twice).
+        if tokens not in self._counts:
+            self._counts[tokens] = len(self._batches(self.train_src, self.train_tgt, tokens, shuffle=False))
+        return self._counts[tokens]
 
     def train_batch(self, *, seed: int, step: int, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
         tokens = batch_size * seq_len

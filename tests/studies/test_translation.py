@@ -99,6 +99,23 @@ def test_training_data_is_a_pure_function_of_seed_and_step():
     b = data.train_batch(seed=1, step=n + 3, batch_size=16, seq_len=32)
     assert all(np.array_equal(a[k], b[k]) for k in a) and a["src"].shape[0] % 4 == 0
     assert np.array_equal(a["inputs"], a["src"])
+    assert n == len(data.epoch_batches(seed=5, epoch=2, tokens=512))  # the count holds for every epoch
+
+
+def test_steps_after_the_first_epoch_build_each_epoch_once(monkeypatch):
+    # A regression: the batch count used to evict the cached epoch, so from the second epoch on every step
+    # rebuilt two epochs of batches on the host (~0.4 s a step on Multi30k, beside a ~1 s training step).
+    tok = M.train_tokenizer(M.load_split("val")[0] + M.load_split("val")[1], vocab_size=200)
+    pairs = M.load_split("val")
+    data = T.TranslationData(tok, pairs, pairs, boundaries=(16, 32, 64, 128))
+    n = data.batches_per_epoch(512)
+    calls = []
+    build = data._batches
+    monkeypatch.setattr(data, "_batches", lambda *a, **k: calls.append(k.get("epoch")) or build(*a, **k))
+    for step in range(n, n + 5):  # epoch 1
+        data.train_batch(seed=0, step=step, batch_size=16, seq_len=32)
+    data.train_batch(seed=0, step=2 * n, batch_size=16, seq_len=32)  # epoch 2
+    assert calls == [1, 2]
 
 
 def test_label_smoothed_loss_matches_numpy():
