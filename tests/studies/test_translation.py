@@ -139,6 +139,32 @@ def test_label_smoothed_loss_matches_numpy():
     assert float(count) == 4.0 and float(total) == pytest.approx(want, rel=1e-5)
 
 
+def test_label_smoothed_loss_gradient_matches_numpy():
+    """d loss / d logits = (softmax - smoothed target) on real tokens, zero on padding (float64 reference)."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((2, 4, 7)).astype(np.float32) * 3
+    batch = {"src": np.zeros((2, 4), np.int32), "src_lengths": np.array([4, 4]), "tgt_in": np.zeros((2, 4), np.int32),
+             "tgt_out": rng.integers(0, 7, (2, 4)), "tgt_lengths": np.array([4, 2])}
+
+    class Given:
+        def __init__(self, z):
+            self.z = z
+
+        def __call__(self, src, lens, tgt_in):
+            return self.z
+
+    grad = jax.jit(jax.grad(lambda z: T.label_smoothed_loss(0.2)(Given(z), batch, train=True)[0]))(jnp.asarray(logits))
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    target = 0.8 * np.eye(7)[batch["tgt_out"]] + 0.2 / 7
+    mask = (np.arange(4)[None] < batch["tgt_lengths"][:, None])[..., None]
+    np.testing.assert_allclose(np.asarray(grad), (p - target) * mask, atol=1e-6)
+
+
 def _final(tps, bleu5, decode_s):
     return {"parameters": 1000, "train_target_tokens_per_s": tps, "test_sentences": 1000,
             "beam1": {"bleu": bleu5 - 1, "decode_s": decode_s / 2}, "beam5": {"bleu": bleu5, "decode_s": decode_s}}
@@ -165,3 +191,15 @@ def test_findings_say_where_the_lead_comes_from_and_check_the_decode_goal():
     text = "\n".join(T._findings(finals, curves))
     assert "first and also trains more target tokens per second (2500 vs 2000)" in text
     assert "learning more per step" not in text
+
+
+def test_findings_check_the_study_time_goal():
+    finals = {"lstm": {**_final(2000.0, 33.6, 22.4), "wall_s": 1900.0},
+              "transformer": {**_final(1500.0, 34.8, 50.0), "wall_s": 1500.0}}
+    text = "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
+    assert "lstm 31.7 min, transformer 25.0 min; 56.7 min in all, within the 60-minute goal." in text
+    finals["transformer"].update(wall_s=1800.0, resumed=True)
+    text = "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
+    assert "61.7 min in all, NOT within the 60-minute goal (resumed, so only the last part counted: transformer)" in text
+    del finals["lstm"]["wall_s"], finals["transformer"]["wall_s"]  # records written before wall_s existed
+    assert "Study wall-clock" not in "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
