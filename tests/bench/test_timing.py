@@ -61,3 +61,25 @@ def test_peak_rss_sees_allocation():
     peak = peak_rss(lambda: np.ones(20_000_000).sum())  # 160 MB
     assert peak is None or peak > 100e6
     assert machine_load() is None or len(machine_load()) == 3
+
+
+def test_peak_rss_is_not_hidden_by_garbage_freed_inside_fn():
+    import gc
+
+    class Cycle:
+        pass
+
+    gc.disable()  # keep the garbage pending until `fn` collects it, as a collection mid-benchmark would
+    try:
+        c = Cycle()
+        c.self, c.data = c, np.ones(40_000_000)  # 320 MB in a reference cycle
+        del c
+
+        def fn():
+            gc.collect()
+            return np.ones(20_000_000).sum()  # 160 MB
+
+        peak = peak_rss(fn)
+    finally:
+        gc.enable()
+    assert peak is None or peak > 100e6
