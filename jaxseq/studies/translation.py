@@ -588,9 +588,12 @@ def _findings(finals: dict, curves: dict) -> list[str]:
         resumed = [m for m in walls if finals[m].get("resumed")]
         total = sum(walls.values())
         parts = ", ".join(f"{m} {w / 60:.1f} min" for m, w in walls.items())
-        verdict = ("within" if total <= STUDY_GOAL_S else "NOT within") + f" the {STUDY_GOAL_S / 60:.0f}-minute goal"
+        # The goal is the default preset's; other presets get their time without a verdict.
+        verdict = (", " + ("within" if total <= STUDY_GOAL_S else "NOT within")
+                   + f" the {STUDY_GOAL_S / 60:.0f}-minute goal"
+                   if all(finals[m].get("preset") == "default" for m in walls) else "")
         out.append(f"- Study wall-clock on this machine (training, evaluations and scoring): {parts}; "
-                   f"{total / 60:.1f} min in all, {verdict}"
+                   f"{total / 60:.1f} min in all{verdict}"
                    + (f" (resumed, so only the last part counted: {', '.join(resumed)})" if resumed else "") + ".")
     return out or ["- Not enough finished models for a comparison."]
 

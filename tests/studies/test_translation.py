@@ -118,19 +118,26 @@ def test_steps_after_the_first_epoch_build_each_epoch_once(monkeypatch):
     assert calls == [1, 2]
 
 
+class _GivenLogits:
+    """A stand-in model that returns fixed logits, so the loss is tested alone."""
+
+    def __init__(self, logits):
+        self.logits = logits
+
+    def __call__(self, src, lens, tgt_in):
+        return self.logits
+
+
 def test_label_smoothed_loss_matches_numpy():
     import jax
     import jax.numpy as jnp
 
     logits = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
 
-    class Fixed:
-        def __call__(self, src, lens, tgt_in):
-            return jnp.asarray(logits)
-
     batch = {"src": np.zeros((2, 3), np.int32), "src_lengths": np.array([3, 3]), "tgt_in": np.zeros((2, 3), np.int32),
              "tgt_out": np.array([[1, 2, 3], [4, 0, 0]]), "tgt_lengths": np.array([3, 1])}
-    total, count = jax.jit(lambda b: T.label_smoothed_loss(0.1)(Fixed(), b, train=True))(batch)  # one compile
+    model = _GivenLogits(jnp.asarray(logits))
+    total, count = jax.jit(lambda b: T.label_smoothed_loss(0.1)(model, b, train=True))(batch)  # one compile
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     want = 0.0
     for b, n in enumerate(batch["tgt_lengths"]):
@@ -149,14 +156,8 @@ def test_label_smoothed_loss_gradient_matches_numpy():
     batch = {"src": np.zeros((2, 4), np.int32), "src_lengths": np.array([4, 4]), "tgt_in": np.zeros((2, 4), np.int32),
              "tgt_out": rng.integers(0, 7, (2, 4)), "tgt_lengths": np.array([4, 2])}
 
-    class Given:
-        def __init__(self, z):
-            self.z = z
-
-        def __call__(self, src, lens, tgt_in):
-            return self.z
-
-    grad = jax.jit(jax.grad(lambda z: T.label_smoothed_loss(0.2)(Given(z), batch, train=True)[0]))(jnp.asarray(logits))
+    loss = T.label_smoothed_loss(0.2)
+    grad = jax.jit(jax.grad(lambda z: loss(_GivenLogits(z), batch, train=True)[0]))(jnp.asarray(logits))
     z = logits.astype(np.float64)
     p = np.exp(z - z.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
@@ -194,12 +195,18 @@ def test_findings_say_where_the_lead_comes_from_and_check_the_decode_goal():
 
 
 def test_findings_check_the_study_time_goal():
-    finals = {"lstm": {**_final(2000.0, 33.6, 22.4), "wall_s": 1900.0},
-              "transformer": {**_final(1500.0, 34.8, 50.0), "wall_s": 1500.0}}
+    finals = {"lstm": {**_final(2000.0, 33.6, 22.4), "wall_s": 1900.0, "preset": "default"},
+              "transformer": {**_final(1500.0, 34.8, 50.0), "wall_s": 1500.0, "preset": "default"}}
     text = "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
     assert "lstm 31.7 min, transformer 25.0 min; 56.7 min in all, within the 60-minute goal." in text
     finals["transformer"].update(wall_s=1800.0, resumed=True)
     text = "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
-    assert "61.7 min in all, NOT within the 60-minute goal (resumed, so only the last part counted: transformer)" in text
+    assert ("61.7 min in all, NOT within the 60-minute goal (resumed, so only the last part counted: transformer)"
+            in text)
+    for f in finals.values():  # the 60-minute goal is the default preset's alone
+        f["preset"] = "gpu"
+    text = "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
+    assert "lstm 31.7 min, transformer 30.0 min; 61.7 min in all (resumed" in text and "goal" not in text.split(
+        "Study wall-clock")[1]
     del finals["lstm"]["wall_s"], finals["transformer"]["wall_s"]  # records written before wall_s existed
     assert "Study wall-clock" not in "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
