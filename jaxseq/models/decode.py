@@ -25,8 +25,10 @@ from jax import lax
 
 Array = jax.Array
 StepFn = Callable[[Array, Any, Array], tuple[Array, Any]]
+ReorderFn = Callable[[Any, Array], Any]
 
-__all__ = ["StepFn", "greedy_search", "beam_search", "length_penalty", "max_lengths_from_ratio"]
+__all__ = ["StepFn", "ReorderFn", "greedy_search", "beam_search", "gather_rows", "length_penalty",
+           "max_lengths_from_ratio"]
 
 _NEG = -1.0e9  # a log-probability no real hypothesis reaches, finite so that sums stay ordered
 
@@ -87,6 +89,11 @@ def greedy_search(step_fn: StepFn, cache: Any, *, batch_size: int, max_len: int,
     return lax.while_loop(cond, body, init)[2]
 
 
+def gather_rows(cache: Any, index: Array) -> Any:
+    """Every leaf's rows ``index [n]``: the default reordering of a cache as hypotheses move between beams."""
+    return jax.tree.map(lambda x: x[index], cache)
+
+
 def _tile(cache: Any, beam: int) -> Any:
     return jax.tree.map(lambda x: jnp.repeat(x, beam, axis=0), cache)
 
@@ -98,13 +105,19 @@ def _gather_beams(x: Array, index: Array) -> Array:
 
 def beam_search(step_fn: StepFn, cache: Any, *, batch_size: int, max_len: int, beam_size: int = 5,
                 alpha: float = 0.6, bos: int = 2, eos: int = 3,
-                max_lengths: Array | None = None) -> tuple[Array, Array]:
+                max_lengths: Array | None = None,
+                reorder_cache: ReorderFn | None = None) -> tuple[Array, Array]:
     """Beam search: (sequences ``[batch, beam, max_len]`` best first, scores ``[batch, beam]``).
 
     ``cache`` is the batch's decoder state with ``batch_size`` rows; it is tiled to ``batch * beam`` rows.
     Finished hypotheses (ended by EOS) are kept apart from the ``beam`` alive ones; the search stops when no
     alive hypothesis can beat the worst finished one of its row (its log-probability only falls, and the length
     normaliser is at most that of ``max_len``). Rows with no finished hypothesis return their alive ones.
+
+    ``reorder_cache(cache, index [batch * beam]) -> cache`` moves the state with the hypotheses (default
+    :func:`gather_rows`: every leaf). A cache holding per-sentence constants (an encoder's memory, the same for
+    all beams of a sentence, which a reordering only ever moves within its sentence) can leave them in place:
+    the gather is a copy of the whole cache at every step.
     """
     limits = _check(batch_size, max_len, bos, eos, max_lengths)
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
@@ -112,6 +125,7 @@ def beam_search(step_fn: StepFn, cache: Any, *, batch_size: int, max_len: int, b
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
     B, K, L = batch_size, beam_size, max_len
+    reorder = gather_rows if reorder_cache is None else reorder_cache
     row_limit = jnp.repeat(limits, K)
     max_norm = length_penalty(limits, alpha)  # [B]: the largest normaliser a row can still reach
 
@@ -139,7 +153,7 @@ def beam_search(step_fn: StepFn, cache: Any, *, batch_size: int, max_len: int, b
         alive_seq2 = _gather_beams(top_seq, keep)
         origin = _gather_beams(src_beam, keep)
         flat = (jnp.arange(B)[:, None] * K + origin).reshape(B * K)
-        cache = jax.tree.map(lambda x: x[flat], cache)
+        cache = reorder(cache, flat)
         # Finished: merge the candidates that ended with those already kept, best K by normalised score.
         new_scores = jnp.where(ended & (top_logp > _NEG / 2), top_logp / length_penalty(t + 1, alpha), -jnp.inf)
         all_scores = jnp.concatenate([jnp.where(fin_flags, fin_scores, -jnp.inf), new_scores], axis=1)

@@ -148,6 +148,12 @@ class Seq2SeqAttention(nnx.Module):
         return Seq2SeqCache(zeros, zeros, jnp.zeros((n, d), enc.dtype), enc,
                             al.alignment_keys(self.attention.get(), enc), mask)
 
+    @staticmethod
+    def reorder_cache(cache: Seq2SeqCache, index: Array) -> Seq2SeqCache:
+        """Beam search's reordering: the recurrent state follows its hypotheses; the encoder states, keys and
+        mask are the same for every beam of a sentence and stay in place."""
+        return cache._replace(h=cache.h[index], c=cache.c[index], feed=cache.feed[index])
+
     def step(self, tokens: Array, cache: Seq2SeqCache, t: Array | None = None) -> tuple[Array, Seq2SeqCache]:
         """``jaxseq.models.decode`` step: tokens [n] -> (log-probs [n, tgt_vocab] float32, cache)."""
         with jax.named_scope("embedding"):
@@ -275,6 +281,12 @@ class TransformerSeq2Seq(nnx.Module):
         memory, src_lengths = self.encode(src, src_lengths)
         return self.decoder.init_cache(memory.shape[0], max_len, memory, src_lengths, dtype=memory.dtype)
 
+    @staticmethod
+    def reorder_cache(cache: jnn.DecoderCache, index: Array) -> jnn.DecoderCache:
+        """Beam search's reordering: the decoded positions' keys/values follow their hypotheses; the memory's
+        keys/values and lengths are the same for every beam of a sentence and stay in place."""
+        return cache._replace(self_kv=jax.tree.map(lambda x: x[index], cache.self_kv))
+
     def step(self, tokens: Array, cache: jnn.DecoderCache, t: Array) -> tuple[Array, jnn.DecoderCache]:
         """``jaxseq.models.decode`` step: tokens [n] -> (log-probs [n, tgt_vocab] float32, cache)."""
         y, cache = self.decoder.decode_step(self._embed(self.tgt_embed, tokens[:, None]), cache, t)
@@ -297,5 +309,6 @@ def translate(model: Seq2SeqAttention | TransformerSeq2Seq, src: Array, src_leng
         return _decode.greedy_search(model.step, cache, batch_size=batch, max_len=max_len, bos=bos, eos=eos,
                                      max_lengths=limits)
     seqs, _ = _decode.beam_search(model.step, cache, batch_size=batch, max_len=max_len, beam_size=beam_size,
-                                  alpha=alpha, bos=bos, eos=eos, max_lengths=limits)
+                                  alpha=alpha, bos=bos, eos=eos, max_lengths=limits,
+                                  reorder_cache=model.reorder_cache)
     return seqs[:, 0]

@@ -181,8 +181,11 @@ class MultiHeadAttention(nnx.Module):
 
     def _attend_cached(self, q: Array, kv: KVCache, kv_lengths: Array | None) -> Array:
         kw = {} if kv_lengths is None else {"kv_lengths": kv_lengths}
-        # The dense kernel: one query row against the cache is a matrix-vector product per head.
-        y = _attention_ops.attention(q, kv.k.astype(q.dtype), kv.v.astype(q.dtype), backend="xla", **kw)
+        k, v = kv.k.astype(q.dtype), kv.v.astype(q.dtype)
+        if q.shape[1] == 1:  # a decoding step: the kernel for one query row (XLA:CPU's batched dot is slow here)
+            y = _attention_ops.single_query_attention(q, k, v, **kw)
+        else:
+            y = _attention_ops.attention(q, k, v, backend="xla", **kw)
         return self.out(y.reshape(y.shape[:-2] + (self.d_model,)))
 
     def decode_step(self, x: Array, cache: KVCache, t: Array) -> tuple[Array, KVCache]:

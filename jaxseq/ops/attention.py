@@ -34,6 +34,9 @@ Backends (``ATTENTION_BACKENDS``):
 * ``"xla"``/``"cudnn"`` - :func:`jax_nn_attention`: ``jax.nn.dot_product_attention`` with that
   implementation (cuDNN needs a GPU, fp16/bf16 and head_dim a multiple of 8, <= 128).
 * ``"auto"`` in :func:`attention`: see :func:`select_backend`.
+
+Outside the dispatch, :func:`single_query_attention` is the kernel of one decoding step: one query position
+per sequence against a key/value cache (no mask, no causality: the cache's valid length is the constraint).
 """
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ __all__ = [
     "dot_product_attention_reference",
     "jax_nn_attention",
     "select_backend",
+    "single_query_attention",
     "vmapped_attention",
 ]
 
@@ -748,6 +752,57 @@ def _jax_nn_body(q, k, v, mask, is_causal, scale, q_lengths, kv_lengths, impleme
             any_row = jnp.any(mask & (jnp.arange(Tk)[None, :] <= jnp.arange(Tq)[:, None]), axis=-1)
         valid = any_row if valid is None else (valid[:, None, :] & any_row)
     return _zero_invalid_rows(out, valid)
+
+
+# ---------------------------------------------------------------------------------------------------
+# One query row: a decoding step against its cache
+# ---------------------------------------------------------------------------------------------------
+
+
+def single_query_attention(q: Array, k: Array, v: Array, *, scale: Optional[float] = None,
+                           kv_lengths: Optional[Array] = None) -> Array:
+    """Attention of one query position per sequence, as in an incremental decoding step.
+
+    Args:
+      q: ``[batch, 1, heads, head_dim]``.
+      k, v: ``[batch, kv_len, kv_heads, head_dim]`` (the cache); ``kv_heads`` divides ``heads``.
+      scale: logit scale, default ``1/sqrt(head_dim)``.
+      kv_lengths: optional ``[batch]`` valid cache lengths; a row with 0 returns zeros.
+    Returns:
+      ``[batch, 1, heads, head_dim]`` in q's dtype, equal to the other backends' result.
+
+    Written as broadcast products summed over ``head_dim`` and over the keys instead of two batched
+    ``dot_general`` ops: XLA:CPU runs a dot with batch dimensions (batch, heads) and one query row as one
+    tiny matrix-vector product per (batch, head). Measured on the 2-core CPU for 160 rows, 4 heads of 64:
+    3.8 ms against 1.0 ms with 46 cached positions, 17.1 ms against 2.6 ms with 106.
+    """
+    q, k, v, _, _, kv_lengths, scale = _checked_inputs(q, k, v, None, None, kv_lengths, scale)
+    B, Tq, H, D = q.shape
+    if Tq != 1:
+        raise ValueError(f"single_query_attention: q must have one position ([batch, 1, heads, head_dim]), "
+                         f"got shape {tuple(q.shape)}; use attention() for longer queries")
+    Tk, K = k.shape[1], k.shape[2]
+    G = H // K
+    acc = _acc_dtype(q.dtype)
+    valid = None if kv_lengths is None else jnp.arange(Tk)[None, :] < kv_lengths[:, None]   # [B, Tk]
+
+    def one_query_per_kv_head(qh: Array) -> Array:  # qh [B, 1, K, D] -> [B, 1, K, D]
+        logits = jnp.sum(qh * k, axis=-1, dtype=acc) * scale                         # [B, Tk, K]
+        if valid is not None:
+            logits = jnp.where(valid[:, :, None], logits, _NEG)
+        weights = jax.nn.softmax(logits, axis=1).astype(v.dtype)
+        return jnp.sum(weights[..., None] * v, axis=1, keepdims=True, dtype=acc)
+
+    with jax.named_scope("attention"):
+        if G == 1:
+            out = one_query_per_kv_head(q)
+        else:
+            # Query head h uses kv head h // G (jax.nn's grouping). One pass per group member keeps every
+            # array 4-D: the same products with an extra group axis ran 5-20x slower on XLA:CPU.
+            out = jnp.stack([one_query_per_kv_head(q[:, :, g::G]) for g in range(G)], axis=3).reshape(B, 1, H, D)
+        if valid is not None:  # nothing to attend to: zeros, not a uniform average
+            out = jnp.where((kv_lengths > 0)[:, None, None, None], out, jnp.zeros((), out.dtype))
+        return out.astype(q.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -115,3 +115,24 @@ def test_bad_arguments():
         D.greedy_search(step, _cache(2, 0), batch_size=2, max_len=3, max_lengths=jnp.array([1, 2, 3]))
     with pytest.raises(ValueError, match="bos and eos"):
         D.greedy_search(step, _cache(1, 0), batch_size=1, max_len=3, bos=3, eos=3)
+
+
+def test_a_custom_reorder_that_leaves_constants_in_place_gives_the_same_search():
+    """reorder_cache may skip per-sentence constants: same sequences and scores as gathering every leaf."""
+    step, _ = _history_model(3)
+    calls = []
+
+    def reorder(cache, index):
+        calls.append(index.shape)
+        return {"h": cache["h"][index], "row": cache["row"]}  # "row" is the same for a sentence's beams
+
+    kw = dict(batch_size=2, max_len=5, beam_size=3)
+    want = D.beam_search(step, _cache(2, 5), **kw)
+    got = D.beam_search(step, _cache(2, 5), reorder_cache=reorder, **kw)
+    assert calls == [(6,)]  # traced once, with batch * beam rows
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+    # the default is gather_rows: every leaf follows its hypotheses
+    tree = {"a": jnp.arange(6) * 10, "b": jnp.arange(12).reshape(6, 2)}
+    moved = D.gather_rows(tree, jnp.array([1, 1, 0, 5, 4, 3]))
+    assert moved["a"].tolist() == [10, 10, 0, 50, 40, 30] and moved["b"][0].tolist() == [2, 3]

@@ -157,9 +157,13 @@ def _searches(m, src, lengths):
     g = translate(m, src, lengths, max_len=9, beam_size=1)
     b = translate(m, src, lengths, max_len=9, beam_size=5)
     cache = m.init_cache(src, lengths, max_len=9)
-    b1, _ = D.beam_search(m.step, cache, batch_size=4, max_len=9, beam_size=1,
-                          max_lengths=D.max_lengths_from_ratio(lengths, 1.5, 10, 9))
-    return g, b, b1
+    limits = D.max_lengths_from_ratio(lengths, 1.5, 10, 9)
+    b1, _ = D.beam_search(m.step, cache, batch_size=4, max_len=9, beam_size=1, max_lengths=limits)
+    # the default reordering gathers every cache leaf; the model's own leaves the encoder's constants in place
+    b_all, s_all = D.beam_search(m.step, cache, batch_size=4, max_len=9, beam_size=5, max_lengths=limits)
+    b_own, s_own = D.beam_search(m.step, cache, batch_size=4, max_len=9, beam_size=5, max_lengths=limits,
+                                 reorder_cache=m.reorder_cache)
+    return g, b, b1, (b_all, s_all), (b_own, s_own)
 
 
 @pytest.mark.parametrize("model", [Seq2SeqAttention, TransformerSeq2Seq])
@@ -167,9 +171,12 @@ def test_translate_beam_one_is_greedy(model):
     m = _model() if model is Seq2SeqAttention else _transformer()
     src = jnp.asarray(np.random.default_rng(2).integers(4, 20, (4, 6)), jnp.int32)
     lengths = jnp.array([6, 5, 2, 1])
-    g, b, b1 = _searches(m, src, lengths)
+    g, b, b1, gathered, own = _searches(m, src, lengths)
     assert np.array_equal(np.asarray(g), np.asarray(b1)[:, 0])
     assert g.shape == b.shape == (4, 9)
+    np.testing.assert_array_equal(np.asarray(own[0]), np.asarray(gathered[0]))
+    np.testing.assert_allclose(np.asarray(own[1]), np.asarray(gathered[1]), rtol=1e-6)
+    assert np.array_equal(np.asarray(b), np.asarray(own[0])[:, 0])
 
 
 @pytest.mark.slow
