@@ -363,7 +363,10 @@ def _heatmaps(model: Any, kind: str, tok: Any, src: list[str], hyps: list[str]) 
 def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationData, *, budget_s: float | None,
               test: tuple[list, list], progress: bool = True) -> dict:
     """Train one model (resumable), recording the validation BLEU curve, then score and time it."""
+    import jax
+
     from jaxseq.bench.sweep import read_jsonl
+    from jaxseq.bench.timing import matmul_gflops
     from jaxseq.studies import base
     from jaxseq.train.loop import train
 
@@ -376,6 +379,8 @@ def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationD
     mine = [r for r in base.own_records(read_jsonl(results)) if r.get("model") == kind
             and r.get("preset") == preset.name]
     curve = [r for r in mine if r.get("kind") == "curve"]
+    # The host's speed beside its wall-clock numbers: "the same" 2-core machines differ by 2.5x on it.
+    host_gflops = matmul_gflops()
     clock = {"train_s": max((r["train_time_s"] for r in curve), default=0.0), "t0": time.perf_counter()}
     wall_t0 = time.perf_counter()
     val_src = data.valid_src[:preset.val_sentences]
@@ -432,6 +437,8 @@ def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationD
     # Training, evaluations and scoring in this invocation (a resumed run counts only its last part).
     rec["wall_s"] = round(time.perf_counter() - wall_t0, 1)
     rec["resumed"] = bool(curve)
+    rec["platform"] = jax.default_backend()
+    rec["host_matmul_gflops"] = round(host_gflops, 1)
     base.append_record(results, rec)
     return rec
 
@@ -579,9 +586,12 @@ def _findings(finals: dict, curves: dict) -> list[str]:
     for m, f in finals.items():
         b5 = f.get("beam5") or {}
         if "decode_s" in b5:
-            verdict = "under" if b5["decode_s"] < DECODE_GOAL_S else "NOT under"
+            # The goal is for the whole test set on the CPU; other runs get their time without a verdict.
+            on_goal = f.get("platform", "cpu") == "cpu" and f["test_sentences"] == 1000
+            verdict = (("under" if b5["decode_s"] < DECODE_GOAL_S else "NOT under") + f" the {DECODE_GOAL_S:.0f} s "
+                       "goal; " if on_goal else "")
             out.append(f"- Decoding: the {m} translates the {f['test_sentences']} test sentences with beam 5 in "
-                       f"{b5['decode_s']:.1f} s ({verdict} the {DECODE_GOAL_S:.0f} s goal; greedy "
+                       f"{b5['decode_s']:.1f} s ({verdict}greedy "
                        f"{(f.get('beam1') or {}).get('decode_s', float('nan')):.1f} s).")
     walls = {m: f["wall_s"] for m, f in finals.items() if "wall_s" in f}
     if walls:
@@ -592,9 +602,13 @@ def _findings(finals: dict, curves: dict) -> list[str]:
         verdict = (", " + ("within" if total <= STUDY_GOAL_S else "NOT within")
                    + f" the {STUDY_GOAL_S / 60:.0f}-minute goal"
                    if all(finals[m].get("preset") == "default" for m in walls) else "")
+        speed = {m: finals[m]["host_matmul_gflops"] for m in walls if "host_matmul_gflops" in finals[m]}
         out.append(f"- Study wall-clock on this machine (training, evaluations and scoring): {parts}; "
                    f"{total / 60:.1f} min in all{verdict}"
-                   + (f" (resumed, so only the last part counted: {', '.join(resumed)})" if resumed else "") + ".")
+                   + (f" (resumed, so only the last part counted: {', '.join(resumed)})" if resumed else "") + "."
+                   + (" Host speed anchor measured before each model (float32 2048×2048 matmul): "
+                      + ", ".join(f"{m} {g:.0f} GFLOP/s" for m, g in speed.items())
+                      + "; the project's 2-core machines have measured 137 to 352 on it." if speed else ""))
     return out or ["- Not enough finished models for a comparison."]
 
 

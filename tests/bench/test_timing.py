@@ -5,7 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseq.bench.timing import Timing, machine_load, memory_of, peak_rss, time_fn, time_torch
+import pytest
+
+from jaxseq.bench import timing
+from jaxseq.bench.timing import Timing, machine_load, matmul_gflops, memory_of, peak_rss, time_fn, time_torch
 
 
 def test_time_fn_stats_and_compile_excluded():
@@ -83,3 +86,21 @@ def test_peak_rss_is_not_hidden_by_garbage_freed_inside_fn():
     finally:
         gc.enable()
     assert peak is None or peak > 100e6
+
+
+def test_matmul_gflops_is_2n3_over_the_median_time(monkeypatch):
+    rate = matmul_gflops(128, repeats=2)
+    assert 0.01 < rate < 1e6  # a real measurement: GFLOP/s of some device that exists
+    seen = {}
+
+    def fake_time_fn(fn, a, *, warmup, repeats):
+        seen.update(shape=a.shape, repeats=repeats, out=np.asarray(fn(a)), a=np.asarray(a))
+        return Timing(median=0.5, min=0.4, max=0.6, compile_s=0.0, times=[0.5])
+
+    monkeypatch.setattr(timing, "time_fn", fake_time_fn)
+    assert matmul_gflops(64, repeats=3) == pytest.approx(2 * 64 ** 3 / 0.5 / 1e9)
+    assert seen["shape"] == (64, 64) and seen["repeats"] == 3
+    np.testing.assert_allclose(seen["out"], seen["a"] @ seen["a"], rtol=1e-4, atol=1e-3)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="matmul_gflops: n must be a positive int"):
+            matmul_gflops(bad)

@@ -210,3 +210,16 @@ def test_findings_check_the_study_time_goal():
         "Study wall-clock")[1]
     del finals["lstm"]["wall_s"], finals["transformer"]["wall_s"]  # records written before wall_s existed
     assert "Study wall-clock" not in "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
+
+
+def test_findings_give_the_decode_verdict_for_the_cpu_test_set_only_and_the_host_anchor():
+    finals = {"lstm": {**_final(2000.0, 33.6, 22.4), "wall_s": 1900.0, "preset": "default",
+                       "host_matmul_gflops": 351.6, "platform": "cpu"},
+              "transformer": {**_final(1500.0, 34.8, 70.0), "wall_s": 1500.0, "preset": "default",
+                              "host_matmul_gflops": 340.2, "platform": "gpu"}}
+    text = "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
+    assert "lstm translates the 1000 test sentences with beam 5 in 22.4 s (under the 60 s goal; greedy 11.2 s)" in text
+    assert "transformer translates the 1000 test sentences with beam 5 in 70.0 s (greedy 35.0 s)." in text
+    assert "(float32 2048×2048 matmul): lstm 352 GFLOP/s, transformer 340 GFLOP/s" in text
+    finals["lstm"]["test_sentences"] = 10  # a partial test set is not the goal's
+    assert "goal" not in "\n".join(T._findings(finals, {"lstm": [], "transformer": []})).split("Study wall")[0]
