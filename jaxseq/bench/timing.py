@@ -71,7 +71,8 @@ def _block(tree: Any) -> Any:
 def matmul_gflops(n: int = 2048, *, repeats: int = 10) -> float:
     """The host's speed anchor: GFLOP/s of a float32 ``[n, n] @ [n, n]`` on the default device (median of
     ``repeats`` blocked calls after one warm-up). Studies record it beside their wall-clock numbers: the
-    project's "same" 2-core machines differ by 2.5x on it (137 vs 352 GFLOP/s measured on two AMD EPYC hosts)."""
+    project's "same" 2-core machines differ by up to 3x on it (137 against 352-425 GFLOP/s on two hosts that
+    both report a 2-core AMD EPYC)."""
     import jax
     import jax.numpy as jnp
 

@@ -76,8 +76,9 @@ PRESETS: dict[str, Preset] = {
     # beam 5 33.64 / 34.79, but 75 min end to end. Two step-time fixes since (the batch count no longer evicts the
     # cached epoch; the loss never materialises the log-softmax: 1.18 -> 0.93 s LSTM, 1.62 -> 1.36 s Transformer on
     # fixed batches, 2-core AMD EPYC). A 1400-step LSTM lost too much BLEU (29.25 at lr 4e-3), so these steps and
-    # doubled rates. Measured end to end on a slow 2-core AMD EPYC (2026-12-03, profiles/translation): test BLEU
-    # beam 5 LSTM 35.39, Transformer 33.99; 84 min there (1.13 / 1.77 s per step in the loop), not the 60-min goal.
+    # doubled rates. Measured end to end on two hosts that both report a 2-core AMD EPYC (2026-12-03): a slow one
+    # (2048^2 matmul 137 GFLOP/s) took 84 min, test BLEU beam 5 LSTM 35.39, Transformer 33.99; a fast one (364-425
+    # GFLOP/s, profiles/translation, with the faster decoding) 31.8 min, BLEU 35.32 / 33.74.
     "default": Preset("default", vocab_size=8000, train_pairs=None, val_sentences=200, test_sentences=None,
                       tokens_per_batch=2048, steps={"lstm": 2000, "transformer": 1400}, eval_every=200,
                       lstm=dict(d_model=256, layers=2, dropout=0.2),
@@ -607,8 +608,7 @@ def _findings(finals: dict, curves: dict) -> list[str]:
                    f"{total / 60:.1f} min in all{verdict}"
                    + (f" (resumed, so only the last part counted: {', '.join(resumed)})" if resumed else "") + "."
                    + (" Host speed anchor measured before each model (float32 2048×2048 matmul): "
-                      + ", ".join(f"{m} {g:.0f} GFLOP/s" for m, g in speed.items())
-                      + "; the project's 2-core machines have measured 137 to 352 on it." if speed else ""))
+                      + ", ".join(f"{m} {g:.0f} GFLOP/s" for m, g in speed.items()) + "." if speed else ""))
     return out or ["- Not enough finished models for a comparison."]
 
 
