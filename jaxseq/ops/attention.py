@@ -773,14 +773,19 @@ def single_query_attention(q: Array, k: Array, v: Array, *, scale: Optional[floa
 
     Written as broadcast products summed over ``head_dim`` and over the keys instead of two batched
     ``dot_general`` ops: XLA:CPU runs a dot with batch dimensions (batch, heads) and one query row as one
-    tiny matrix-vector product per (batch, head). Measured on the 2-core CPU for 160 rows, 4 heads of 64:
-    3.8 ms against 1.0 ms with 46 cached positions, 17.1 ms against 2.6 ms with 106.
+    tiny matrix-vector product per (batch, head). Measured on the 2-core CPU, 4 heads of 64: 3.8 ms against
+    1.0 ms for 160 rows and 46 cached positions, 17.1 ms against 2.6 ms at 106, 25.9 against 4.2 ms for 8 rows
+    and 4096. A batch of one is the exception: there XLA:CPU's sums over the keys ran 10-30x slower than the
+    dots (3.8 against 0.15 ms at 1024 positions, 106 against 15 ms at 16384), so it takes the einsum kernel.
     """
     q, k, v, _, _, kv_lengths, scale = _checked_inputs(q, k, v, None, None, kv_lengths, scale)
     B, Tq, H, D = q.shape
     if Tq != 1:
         raise ValueError(f"single_query_attention: q must have one position ([batch, 1, heads, head_dim]), "
                          f"got shape {tuple(q.shape)}; use attention() for longer queries")
+    if B == 1:
+        with jax.named_scope("attention"):
+            return _reference_body(q, k, v, None, False, scale, None, kv_lengths)
     Tk, K = k.shape[1], k.shape[2]
     G = H // K
     acc = _acc_dtype(q.dtype)

@@ -46,6 +46,15 @@ def test_equals_float64_reference_and_the_dispatched_kernel(heads, kv_heads, len
         assert np.all(np.asarray(got)[3] == 0.0)
 
 
+@pytest.mark.parametrize("lengths", [None, [5], [0]])
+def test_a_batch_of_one_takes_the_einsum_kernel_with_the_same_result(lengths):
+    q, k, v = _qkv(1, 7, 6, 2, 8, seed=5)
+    kw = {} if lengths is None else {"kv_lengths": np.array(lengths, np.int32)}
+    got = jax.jit(lambda q, k, v: single_query_attention(q, k, v, **kw))(q, k, v)
+    assert got.shape == (1, 1, 6, 8)
+    np.testing.assert_allclose(got, np_single_query(q, k, v, lengths), rtol=2e-5, atol=2e-6)
+
+
 def test_jitted_with_traced_lengths_and_custom_scale():
     q, k, v = _qkv(3, 5, 2, 2, 4, seed=1)
     lens = jnp.array([5, 2, 4], jnp.int32)
