@@ -234,6 +234,9 @@ def peak_rss(fn: Callable[[], Any]) -> int | None:
 
     Works for torch and JAX on CPU alike, with no tracemalloc overhead: the kernel's high-water mark is
     reset, `fn` runs, and the new mark minus the starting RSS is returned. None where /proc is missing.
+    The marks are the whole process's: memory that other threads free while `fn` runs (a runtime releasing
+    an earlier step's buffers) lowers the RSS under the starting mark and can hide part of `fn`'s own peak,
+    so a caller that needs it exactly measures more than once.
     """
     # Garbage freed while `fn` runs lowers the RSS under the starting mark and hides `fn`'s own memory (in the
     # full test suite a 160 MB allocation once measured 0), so collect pending cyclic garbage first.

@@ -60,8 +60,15 @@ def test_sleep_is_timed():
     assert t.min >= 0.009
 
 
+def _largest_of_three(measure):
+    # peak_rss reads the process's marks, and in the full suite another thread freeing an earlier test's buffers
+    # during the call once hid a 160 MB allocation (measured 0): the largest of three tries is the test's number.
+    peaks = [measure() for _ in range(3)]
+    return None if None in peaks else max(peaks)
+
+
 def test_peak_rss_sees_allocation():
-    peak = peak_rss(lambda: np.ones(20_000_000).sum())  # 160 MB
+    peak = _largest_of_three(lambda: peak_rss(lambda: np.ones(20_000_000).sum()))  # 160 MB
     assert peak is None or peak > 100e6
     assert machine_load() is None or len(machine_load()) == 3
 
@@ -72,19 +79,22 @@ def test_peak_rss_is_not_hidden_by_garbage_freed_inside_fn():
     class Cycle:
         pass
 
-    gc.disable()  # keep the garbage pending until `fn` collects it, as a collection mid-benchmark would
-    try:
-        c = Cycle()
-        c.self, c.data = c, np.ones(40_000_000)  # 320 MB in a reference cycle
-        del c
+    def fn():
+        gc.collect()
+        return np.ones(20_000_000).sum()  # 160 MB
 
-        def fn():
-            gc.collect()
-            return np.ones(20_000_000).sum()  # 160 MB
+    def measure():
+        gc.disable()  # keep the garbage pending until `fn` collects it, as a collection mid-benchmark would
+        try:
+            c = Cycle()
+            c.self, c.data = c, np.ones(40_000_000)  # 320 MB in a reference cycle
+            del c
+            return peak_rss(fn)
+        finally:
+            gc.enable()
 
-        peak = peak_rss(fn)
-    finally:
-        gc.enable()
+    # Without peak_rss's own collection every try measures 0: the 320 MB freed inside fn hides its 160 MB.
+    peak = _largest_of_three(measure)
     assert peak is None or peak > 100e6
 
 
