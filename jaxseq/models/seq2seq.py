@@ -285,7 +285,7 @@ class TransformerSeq2Seq(nnx.Module):
     def reorder_cache(cache: jnn.DecoderCache, index: Array) -> jnn.DecoderCache:
         """Beam search's reordering: the decoded positions' keys/values follow their hypotheses; the memory's
         keys/values and lengths are the same for every beam of a sentence and stay in place."""
-        return cache._replace(self_kv=jax.tree.map(lambda x: x[index], cache.self_kv))
+        return cache._replace(self_kv=_decode.gather_rows(cache.self_kv, index))
 
     def step(self, tokens: Array, cache: jnn.DecoderCache, t: Array) -> tuple[Array, jnn.DecoderCache]:
         """``jaxseq.models.decode`` step: tokens [n] -> (log-probs [n, tgt_vocab] float32, cache)."""

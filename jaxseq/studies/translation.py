@@ -381,7 +381,7 @@ def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationD
     mine = [r for r in base.own_records(read_jsonl(results)) if r.get("model") == kind
             and r.get("preset") == preset.name]
     curve = [r for r in mine if r.get("kind") == "curve"]
-    # The host's speed beside its wall-clock numbers: "the same" 2-core machines differ by 2.5x on it.
+    # The host's speed beside its wall-clock numbers: "the same" 2-core machines differ by up to 3x on it.
     host_gflops = matmul_gflops()
     clock = {"train_s": max((r["train_time_s"] for r in curve), default=0.0), "t0": time.perf_counter()}
     wall_t0 = time.perf_counter()
