@@ -55,8 +55,9 @@ from jaxseq.ops.rnn import (
     _gather_time,
     _gru_impl,
     _lstm_impl,
+    _lstm_backward_coefficients,
+    _lstm_coefficient_vjp,
     _lstm_pointwise,
-    _lstm_pointwise_vjp,
     _permute_time,
     _resolve_hoist,
     _reverse_index,
@@ -111,19 +112,21 @@ def _dmm(a: Array, w: Array, layout: str) -> Array:
 # LSTM core, both directions batched on a leading axis
 
 
-def _bi_lstm_forward(w_ih, w_hh, b, xs, h0, c0, mask, *, hoist, unroll, layout, save):
-    """xs [D, B, T, I] (direction 1 already reversed); h0 [D, B, H]; c0 [D, B, H] (acc dtype).
+def _bi_lstm_forward(w_ih, w_hh, b, xs, h0, c0, mask, *, hoist, unroll, layout, save, time_major=False):
+    """xs [D, B, T, I] ([T, D, B, I] with `time_major`; direction 1 already reversed); h0 [D, B, H];
+    c0 [D, B, H] (acc dtype).
 
-    Returns out_tm [T, D, B, H], (hT, cT), residuals or None.
+    Returns out_tm [T, D, B, H], (hT, cT), residuals (backward coefficients k [T, D, B, 4H] and
+    pf [T, D, B, 2H], see ``jaxseq.ops.rnn._lstm_backward_coefficients``) or None.
     """
     acc = c0.dtype
     hidden = w_hh.shape[1]
     whh = _prep(w_hh, layout)
     concat = layout == "concat" and not hoist
     if hoist:
-        seq = jnp.einsum("dbti,dig->tdbg", xs, w_ih) + b[:, None, :]
+        seq = jnp.einsum("tdbi,dig->tdbg" if time_major else "dbti,dig->tdbg", xs, w_ih) + b[:, None, :]
     else:
-        seq = jnp.transpose(xs, (2, 0, 1, 3))  # [T, D, B, I]
+        seq = xs if time_major else jnp.transpose(xs, (2, 0, 1, 3))  # [T, D, B, I]
         wih = _prep(w_ih, layout)
     if concat:  # one matmul per direction and step: [x_t, h] @ [w_ih; w_hh]
         w_cat = jnp.concatenate([w_ih, w_hh], axis=1)
@@ -145,14 +148,13 @@ def _bi_lstm_forward(w_ih, w_hh, b, xs, h0, c0, mask, *, hoist, unroll, layout, 
             c_next = jnp.where(m, c_new, c)
             out = jnp.where(m, h_new, jnp.zeros_like(h_new))
         if save:
-            acts = jnp.concatenate(gates, axis=-1).astype(h.dtype)
-            return (h_next, c_next), (out, acts, c)
+            return (h_next, c_next), (out, *_lstm_backward_coefficients(gates, c, c_new, h.dtype))
         return (h_next, c_next), out
 
     (hT, cT), ys = lax.scan(step, (h0, c0), (seq, mask), unroll=unroll)
     if save:
-        out, acts, c_prev = ys
-        return out, (hT, cT), (acts, c_prev)
+        out, k, pf = ys
+        return out, (hT, cT), (k, pf)
     return ys, (hT, cT), None
 
 
@@ -164,10 +166,13 @@ def _bi_lstm_custom(hoist, unroll, layout, w_ih, w_hh, b, xs, h0, c0, mask):
 
 
 def _bi_lstm_custom_fwd(hoist, unroll, layout, w_ih, w_hh, b, xs, h0, c0, mask):
-    out, state, (acts, c_prev) = _bi_lstm_forward(
-        w_ih, w_hh, b, xs, h0, c0, mask, hoist=hoist, unroll=unroll, layout=layout, save=True
+    # Time-major input kept for the backward's matmuls (as in jaxseq.ops.rnn's one-direction core).
+    xs_tm = jnp.transpose(xs, (2, 0, 1, 3))
+    out, state, (k, pf) = _bi_lstm_forward(
+        w_ih, w_hh, b, xs_tm, h0, c0, mask, hoist=hoist, unroll=unroll, layout=layout, save=True,
+        time_major=True,
     )
-    return (out, state), (w_ih, w_hh, xs, h0, out, acts, c_prev, mask)
+    return (out, state), (w_ih, w_hh, xs_tm, h0, out, k, pf, mask)
 
 
 def _bi_lstm_custom_bwd(hoist, unroll, layout, res, cts):
@@ -176,23 +181,23 @@ def _bi_lstm_custom_bwd(hoist, unroll, layout, res, cts):
 
 
 def _bi_lstm_custom_bwd_body(unroll, layout, res, cts):
-    w_ih, w_hh, xs, h0, out, acts, c_prev, mask = res
+    w_ih, w_hh, xs_tm, h0, out, k, pf, mask = res
     d_out, (d_hT, d_cT) = cts
-    acc = c_prev.dtype
+    acc = pf.dtype
     cdt = w_hh.dtype
     hidden = w_hh.shape[1]
     whh_t = _prep(jnp.swapaxes(w_hh, 1, 2), layout)  # [D, 4H, H]
 
     def step(carry, inp):
         dh, dc = carry
-        a, cp, dy, m = inp
+        kt, pft, dy, m = inp
         dh_tot = dh + dy.astype(acc)
         if m is not None:
             dh_tot = jnp.where(m, dh_tot, 0.0)
             dc_in = jnp.where(m, dc, 0.0)
         else:
             dc_in = dc
-        dz, dc_prev = _lstm_pointwise_vjp(a.astype(acc), cp, dh_tot, dc_in, hidden)
+        dz, dc_prev = _lstm_coefficient_vjp(kt, pft, dh_tot, dc_in, hidden)
         dz = dz.astype(cdt)
         # The only per-step matmuls of the backward pass (one per direction).
         dh_prev = _dmm(dz, whh_t, layout).astype(acc)
@@ -202,14 +207,15 @@ def _bi_lstm_custom_bwd_body(unroll, layout, res, cts):
         return (dh_prev, dc_prev), dz
 
     carry0 = (d_hT.astype(acc), d_cT.astype(acc))
-    (dh0, dc0), dz = lax.scan(step, carry0, (acts, c_prev, d_out, mask), reverse=True, unroll=unroll)
-    # dz [T, D, B, 4H]: weight, bias and input gradients as one large matmul each per direction.
+    (dh0, dc0), dz = lax.scan(step, carry0, (k, pf, d_out, mask), reverse=True, unroll=unroll)
+    # dz [T, D, B, 4H]: weight, bias and input gradients as one large matmul each per direction,
+    # time-major; only dx (a quarter of dz's size) is transposed back to [D, B, T, I].
     h_prev = _shift_prev(h0, out)
-    d_w_ih = jnp.einsum("dbti,tdbg->dig", xs, dz)
+    d_w_ih = jnp.einsum("tdbi,tdbg->dig", xs_tm, dz)
     d_w_hh = jnp.einsum("tdbh,tdbg->dhg", h_prev, dz)
     d_b = jnp.sum(dz, axis=(0, 2), dtype=acc).astype(cdt)
-    dxs = jnp.einsum("tdbg,dig->dbti", dz, w_ih)
-    return d_w_ih, d_w_hh, d_b, dxs, dh0.astype(h0.dtype), dc0.astype(c_prev.dtype), None
+    dxs = jnp.transpose(jnp.einsum("tdbg,dgi->tdbi", dz, jnp.swapaxes(w_ih, 1, 2)), (1, 2, 0, 3))
+    return d_w_ih, d_w_hh, d_b, dxs, dh0.astype(h0.dtype), dc0.astype(acc), None
 
 
 _bi_lstm_custom.defvjp(_bi_lstm_custom_fwd, _bi_lstm_custom_bwd)

@@ -382,27 +382,33 @@ def _lstm_pointwise(z: Array, c: Array, hidden: int):
     return (i, f, g, o), c_new, o * jnp.tanh(c_new)
 
 
-def _lstm_pointwise_vjp(acts: Array, c_prev: Array, dh: Array, dc: Array, hidden: int):
-    """Backward of :func:`_lstm_pointwise` from the saved activations [..., 4H] and c_{t-1}.
+def _lstm_backward_coefficients(gates, c_prev: Array, c_new: Array, dtype: Any) -> tuple[Array, Array]:
+    """What the backward step needs from a forward step, as products (no transcendental left).
 
-    dh, dc are the cotangents of h_t and c_t (accumulation dtype). Returns the pre-activations'
-    cotangent dz [..., 4H] and c_{t-1}'s. c_t is rebuilt elementwise, so the forward pass saves
-    activations and c_{t-1} only.
+    gates (i, f, g, o), c_prev = c_{t-1} and c_new = c_t [..., H] in the accumulation dtype. Returns
+    k [..., 4H] in ``dtype`` (gate-wise ``dz = [dc_t, dc_t, dc_t, dh_t] * k``) and pf [..., 2H] in the
+    accumulation dtype (``dc_t = dc + dh * pf[:H]``, ``dc_{t-1} = dc_t * pf[H:]``). Why: the backward
+    scan is serial, and on XLA:CPU its per-step elementwise fusions (tanh(c_t) rebuilt from saved
+    activations, then four gate products) cost as much as its matmul; computed here, in the forward
+    step that already holds every factor, they leave the backward step two multiply-adds.
     """
-    i, f = acts[..., :hidden], acts[..., hidden : 2 * hidden]
-    g, o = acts[..., 2 * hidden : 3 * hidden], acts[..., 3 * hidden :]
-    tc = jnp.tanh(f * c_prev + i * g)
-    dct = dc + dh * o * (1.0 - tc * tc)
-    dz = jnp.concatenate(
-        [
-            dct * g * i * (1.0 - i),
-            dct * c_prev * f * (1.0 - f),
-            dct * i * (1.0 - g * g),
-            dh * tc * o * (1.0 - o),
-        ],
-        axis=-1,
+    i, f, g, o = gates
+    tc = jnp.tanh(c_new)  # the same tanh as h_t = o * tanh(c_t): XLA computes it once
+    k = jnp.concatenate(
+        [g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g), tc * o * (1.0 - o)], axis=-1
     )
-    return dz, dct * f
+    return k.astype(dtype), jnp.concatenate([o * (1.0 - tc * tc), f], axis=-1)
+
+
+def _lstm_coefficient_vjp(k: Array, pf: Array, dh: Array, dc: Array, hidden: int):
+    """Backward of one LSTM step from :func:`_lstm_backward_coefficients`' (k, pf).
+
+    dh, dc: cotangents of h_t and c_t (accumulation dtype). Returns (dz [..., 4H], dc_{t-1}), equal
+    to the VJP of :func:`_lstm_pointwise` up to rounding (tested in float64).
+    """
+    dct = dc + dh * pf[..., :hidden]
+    dz = jnp.concatenate([dct, dct, dct, dh], axis=-1) * k.astype(dct.dtype)
+    return dz, dct * pf[..., hidden:]
 
 
 def _shift_prev(h0: Array, out_tm: Array) -> Array:
@@ -418,8 +424,11 @@ def _shift_prev(h0: Array, out_tm: Array) -> Array:
 # LSTM core
 
 
-def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: bool, cells: bool = False):
-    """Forward scan. x [B, T, I]; returns out_tm [T, B, H], (hT, cT), residuals or None.
+def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: bool, cells: bool = False,
+                  time_major: bool = False):
+    """Forward scan. x [B, T, I] ([T, B, I] with `time_major`); returns out_tm [T, B, H], (hT, cT),
+    residuals (the backward coefficients k [T, B, 4H] and pf [T, B, 2H], see
+    :func:`_lstm_backward_coefficients`) or None.
 
     With `cells` (not with `save`) out_tm is [T, B, 2H]: the outputs, then the cell states c_t (zero
     past a sequence's end, like the outputs) in the outputs' dtype.
@@ -427,9 +436,9 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
     acc = c0.dtype
     hidden = w_hh.shape[0]
     if hoist:
-        xs = jnp.einsum("bti,ig->tbg", x, w_ih) + b
+        xs = jnp.einsum("tbi,ig->tbg" if time_major else "bti,ig->tbg", x, w_ih) + b
     else:
-        xs = jnp.swapaxes(x, 0, 1)
+        xs = x if time_major else jnp.swapaxes(x, 0, 1)
 
     def step(carry, inp):
         h, c = carry
@@ -445,10 +454,7 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
             c_next = jnp.where(m, c_new, c)
             out = jnp.where(m, h_new, jnp.zeros_like(h_new))
         if save:
-            # Save activations (not pre-activations) and c_{t-1}: the backward step rebuilds
-            # c_t = f*c_{t-1} + i*g elementwise instead of storing it.
-            acts = jnp.concatenate(gates, axis=-1).astype(h.dtype)
-            return (h_next, c_next), (out, acts, c)
+            return (h_next, c_next), (out, *_lstm_backward_coefficients(gates, c, c_new, h.dtype))
         if cells:
             c_out = c_new if m is None else jnp.where(m, c_new, jnp.zeros_like(c_new))
             return (h_next, c_next), jnp.concatenate([out, c_out.astype(out.dtype)], axis=-1)
@@ -456,8 +462,8 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
 
     (hT, cT), ys = lax.scan(step, (h0, c0), (xs, mask), unroll=unroll)
     if save:
-        out, acts, c_prev = ys
-        return out, (hT, cT), (acts, c_prev)
+        out, k, pf = ys
+        return out, (hT, cT), (k, pf)
     return ys, (hT, cT), None
 
 
@@ -468,10 +474,14 @@ def _lstm_custom(hoist, unroll, w_ih, w_hh, b, x, h0, c0, mask):
 
 
 def _lstm_custom_fwd(hoist, unroll, w_ih, w_hh, b, x, h0, c0, mask):
-    out, state, (acts, c_prev) = _lstm_forward(
-        w_ih, w_hh, b, x, h0, c0, mask, hoist=hoist, unroll=unroll, save=True
+    # The input is kept time-major: the backward's dx and input-weight matmuls then run over
+    # [T*B, ...] rows without transposing the [T, B, 4H] gate gradients (on XLA:CPU such a transpose
+    # cost more than the matmul it fed).
+    x_tm = jnp.swapaxes(x, 0, 1)
+    out, state, (k, pf) = _lstm_forward(
+        w_ih, w_hh, b, x_tm, h0, c0, mask, hoist=hoist, unroll=unroll, save=True, time_major=True
     )
-    return (out, state), (w_ih, w_hh, x, h0, out, acts, c_prev, mask)
+    return (out, state), (w_ih, w_hh, x_tm, h0, out, k, pf, mask)
 
 
 def _lstm_custom_bwd(hoist, unroll, res, cts):
@@ -480,23 +490,23 @@ def _lstm_custom_bwd(hoist, unroll, res, cts):
 
 
 def _lstm_custom_bwd_body(hoist, unroll, res, cts):
-    w_ih, w_hh, x, h0, out, acts, c_prev, mask = res
+    w_ih, w_hh, x_tm, h0, out, k, pf, mask = res
     d_out, (d_hT, d_cT) = cts
-    acc = c_prev.dtype
+    acc = pf.dtype
     cdt = w_hh.dtype
     hidden = w_hh.shape[0]
     w_hh_t = w_hh.T
 
     def step(carry, inp):
         dh, dc = carry
-        a, cp, dy, m = inp
+        kt, pft, dy, m = inp
         dh_tot = dh + dy.astype(acc)
         if m is not None:
             dh_tot = jnp.where(m, dh_tot, 0.0)
             dc_in = jnp.where(m, dc, 0.0)
         else:
             dc_in = dc
-        dz, dc_prev = _lstm_pointwise_vjp(a.astype(acc), cp, dh_tot, dc_in, hidden)
+        dz, dc_prev = _lstm_coefficient_vjp(kt, pft, dh_tot, dc_in, hidden)
         dz = dz.astype(cdt)
         # The only per-step matmul of the backward pass: weight gradients wait for the end.
         dh_prev = (dz @ w_hh_t).astype(acc)
@@ -506,14 +516,15 @@ def _lstm_custom_bwd_body(hoist, unroll, res, cts):
         return (dh_prev, dc_prev), dz
 
     carry0 = (d_hT.astype(acc), d_cT.astype(acc))
-    (dh0, dc0), dz = lax.scan(step, carry0, (acts, c_prev, d_out, mask), reverse=True, unroll=unroll)
-    # dz [T, B, 4H]: one big matmul each over all batch*time rows.
+    (dh0, dc0), dz = lax.scan(step, carry0, (k, pf, d_out, mask), reverse=True, unroll=unroll)
+    # dz [T, B, 4H]: one big matmul each over all batch*time rows, all time-major; dx is transposed
+    # to batch-major once, at the end ([T, B, I] is a quarter of dz's size).
     h_prev = _shift_prev(h0, out)
-    d_w_ih = jnp.einsum("bti,tbg->ig", x, dz)
+    d_w_ih = jnp.einsum("tbi,tbg->ig", x_tm, dz)
     d_w_hh = jnp.einsum("tbh,tbg->hg", h_prev, dz)
     d_b = jnp.sum(dz, axis=(0, 1), dtype=acc).astype(cdt)
-    dx = jnp.einsum("tbg,ig->bti", dz, w_ih)
-    return d_w_ih, d_w_hh, d_b, dx, dh0.astype(h0.dtype), dc0.astype(c_prev.dtype), None
+    dx = jnp.swapaxes(jnp.einsum("tbg,gi->tbi", dz, w_ih.T), 0, 1)
+    return d_w_ih, d_w_hh, d_b, dx, dh0.astype(h0.dtype), dc0.astype(acc), None
 
 
 _lstm_custom.defvjp(_lstm_custom_fwd, _lstm_custom_bwd)

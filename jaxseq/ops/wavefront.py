@@ -64,8 +64,9 @@ from jaxseq.ops.rnn import (
     LSTMParams,
     _acc_dtype,
     _is_tracer,
+    _lstm_backward_coefficients,
+    _lstm_coefficient_vjp,
     _lstm_pointwise,
-    _lstm_pointwise_vjp,
     lstm_scan,
 )
 
@@ -382,8 +383,7 @@ def _wf_forward(cfg: _Cfg, w, b, w0, x_tm, h0, c0, lens, mask_sk, *, save: bool)
         ring_h = _write(ring_h, slot, h_new, valid)
         ring_c = _write(ring_c, slot, c_new, valid)
         if save:
-            acts = jnp.concatenate(gates, axis=-1).astype(cdt)
-            res = (acts, cp, hp, y, pre if m is not None else None)
+            res = (*_lstm_backward_coefficients(gates, cp, c_new, cdt), hp, y, pre if m is not None else None)
             return (ring_h, ring_c, y), (y[L - 1], res)
         return (ring_h, ring_c, y), y[L - 1]
 
@@ -423,7 +423,7 @@ def _wf_custom_bwd(cfg, saved, cts):
 
 
 def _wf_custom_bwd_body(cfg: _Cfg, saved, cts):
-    w, w0, x_tm, h0, c0, lens, mask_sk, (acts, c_prev, h_prev, ys, pres) = saved
+    w, w0, x_tm, h0, c0, lens, mask_sk, (k, pf, h_prev, ys, pres) = saved
     d_top, (d_hT, d_cT) = cts
     L, H, D = cfg.layers, cfg.hidden, cfg.ring
     cdt, acc = x_tm.dtype, c0.dtype
@@ -449,7 +449,7 @@ def _wf_custom_bwd_body(cfg: _Cfg, saved, cts):
 
     def step(carry, inp):
         ring_dh, ring_dc, dh0, dc0, g_in = carry
-        s, a, cp, dy_top, m, pre = inp
+        s, kt, pft, dy_top, m, pre = inp
         t, dil, valid = _positions(cfg, s, lens)
         # Gradient w.r.t. each layer's output y at this diagonal: layer l+1 consumed it at s+1.
         g_y = jnp.concatenate([g_in[1:], dy_top[None].astype(acc)], axis=0)
@@ -461,7 +461,7 @@ def _wf_custom_bwd_body(cfg: _Cfg, saved, cts):
         slot = jnp.mod(t, D)
         dh_tot = jnp.where(valid, _read(ring_dh, slot) + d_pre, 0.0)
         dc_in = jnp.where(valid, _read(ring_dc, slot), 0.0)
-        dz, dc_prev = _lstm_pointwise_vjp(a.astype(acc), cp, dh_tot, dc_in, H)
+        dz, dc_prev = _lstm_coefficient_vjp(kt, pft, dh_tot, dc_in, H)
         dz = dz.astype(cdt)
         # The step's only matmul, batched over layers: [d in_l | dh_{l, t-d_l}] = dz_l @ W_l^T.
         dk = jnp.einsum("lbg,lgk->lbk", dz, w_t).astype(acc)
@@ -478,7 +478,7 @@ def _wf_custom_bwd_body(cfg: _Cfg, saved, cts):
     diag = jnp.arange(x_tm.shape[0], dtype=jnp.int32)
     (_, _, dh0, dc0, _), (dz, d_in0, d_mask) = lax.scan(
         step, (ring_dh, ring_dc, dh0, dc0, g_in0),
-        (diag, acts, c_prev, d_top, mask_sk, pres), reverse=True, unroll=cfg.unroll)
+        (diag, k, pf, d_top, mask_sk, pres), reverse=True, unroll=cfg.unroll)
 
     # Weight gradients: one matmul per weight over all diagonals x batch rows.
     d_w_hh = jnp.einsum("slbh,slbg->lhg", h_prev, dz)
