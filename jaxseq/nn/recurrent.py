@@ -348,7 +348,9 @@ SCHEDULES = ("auto", "layers", "fused", "wavefront")
 # the upper layers' input projections into the per-step matmuls); 2 bidirectional layers: layers
 # 0.86x / 0.79x, fused 0.91x / 0.78x (within the runs' noise, not slower). So "fused" on CPU (fuses
 # directions, runs unidirectional stacks layer by layer). GPU: not yet measured (scripts/gpu_lstm.sh
-# measures every schedule), so the plain "layers" stays there until a run says otherwise.
+# measures every schedule), so the plain "layers" stays there until a run says otherwise. Rechecked
+# 2026-12-03 on a faster host after the saved-products backward (jaxseq.ops.rnn): 4 layers, layers /
+# wavefront time 0.82, 0.96, 0.88, 1.29 in four alternating rounds - noise, not a reason to switch.
 _AUTO_SCHEDULE = {"cpu": "fused", "gpu": "layers"}
 
 

@@ -96,6 +96,9 @@ __all__ = [
 # the custom VJP; see the module report): the input matmul inside the scan body was faster than a
 # hoisted [B*T, I] x [I, 4H] matmul on XLA:CPU, because the per-step slice of the hoisted
 # projection is not free there while the in-body x_t @ w_ih shares the step's loop overhead.
+# Rechecked 2026-12-03 (2-core AMD EPYC, T=1024, time-major hoisted matmul, no transposes): still
+# slower, forward 213-238 ms against 169-177 - the bias add over [T, B, 4H] alone took 49 ms and the
+# gate fusions that read the hoisted slice ran at half speed.
 _CPU_HOIST_DEFAULT = False
 
 _FORWARD_MODE_FIX = "backward='autodiff'"
