@@ -183,7 +183,7 @@ def _bi_lstm_custom_bwd(hoist, unroll, layout, res, cts):
 def _bi_lstm_custom_bwd_body(unroll, layout, res, cts):
     w_ih, w_hh, xs_tm, h0, out, k, pf, mask = res
     d_out, (d_hT, d_cT) = cts
-    acc = pf.dtype
+    acc = d_cT.dtype
     cdt = w_hh.dtype
     hidden = w_hh.shape[1]
     whh_t = _prep(jnp.swapaxes(w_hh, 1, 2), layout)  # [D, 4H, H]

@@ -389,8 +389,9 @@ def _lstm_backward_coefficients(gates, c_prev: Array, c_new: Array, dtype: Any) 
     """What the backward step needs from a forward step, as products (no transcendental left).
 
     gates (i, f, g, o), c_prev = c_{t-1} and c_new = c_t [..., H] in the accumulation dtype. Returns
-    k [..., 4H] in ``dtype`` (gate-wise ``dz = [dc_t, dc_t, dc_t, dh_t] * k``) and pf [..., 2H] in the
-    accumulation dtype (``dc_t = dc + dh * pf[:H]``, ``dc_{t-1} = dc_t * pf[H:]``). Why: the backward
+    k [..., 4H] (gate-wise ``dz = [dc_t, dc_t, dc_t, dh_t] * k``) and pf [..., 2H] (``dc_t = dc + dh *
+    pf[:H]``, ``dc_{t-1} = dc_t * pf[H:]``), both in ``dtype``: in bfloat16 they round products of the
+    activations the backward once read in bfloat16, and take the same 12H bytes a row. Why: the backward
     scan is serial, and on XLA:CPU its per-step elementwise fusions (tanh(c_t) rebuilt from saved
     activations, then four gate products) cost as much as its matmul; computed here, in the forward
     step that already holds every factor, they leave the backward step two multiply-adds.
@@ -400,7 +401,7 @@ def _lstm_backward_coefficients(gates, c_prev: Array, c_new: Array, dtype: Any) 
     k = jnp.concatenate(
         [g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g), tc * o * (1.0 - o)], axis=-1
     )
-    return k.astype(dtype), jnp.concatenate([o * (1.0 - tc * tc), f], axis=-1)
+    return k.astype(dtype), jnp.concatenate([o * (1.0 - tc * tc), f], axis=-1).astype(dtype)
 
 
 def _lstm_coefficient_vjp(k: Array, pf: Array, dh: Array, dc: Array, hidden: int):
@@ -409,6 +410,7 @@ def _lstm_coefficient_vjp(k: Array, pf: Array, dh: Array, dc: Array, hidden: int
     dh, dc: cotangents of h_t and c_t (accumulation dtype). Returns (dz [..., 4H], dc_{t-1}), equal
     to the VJP of :func:`_lstm_pointwise` up to rounding (tested in float64).
     """
+    pf = pf.astype(dc.dtype)
     dct = dc + dh * pf[..., :hidden]
     dz = jnp.concatenate([dct, dct, dct, dh], axis=-1) * k.astype(dct.dtype)
     return dz, dct * pf[..., hidden:]
@@ -495,7 +497,7 @@ def _lstm_custom_bwd(hoist, unroll, res, cts):
 def _lstm_custom_bwd_body(hoist, unroll, res, cts):
     w_ih, w_hh, x_tm, h0, out, k, pf, mask = res
     d_out, (d_hT, d_cT) = cts
-    acc = pf.dtype
+    acc = d_cT.dtype
     cdt = w_hh.dtype
     hidden = w_hh.shape[0]
     w_hh_t = w_hh.T
