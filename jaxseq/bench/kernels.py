@@ -675,10 +675,12 @@ def _lazy(module: str, attr: str, model: str) -> Callable[..., Any]:
 
 def build_step(model: str, *, batch: int, hidden: int, seq_len: int, input_size: int | None = None,
                layers: int = 1, dtype: str = "float32", mode: str = "train", unroll: int = 1,
-               backward: str = "auto", hoist_input: bool | None = None, seed: int = 0
-               ) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+               backward: str = "auto", hoist_input: bool | None = None, seed: int = 0,
+               step_kernel: str = "xla") -> tuple[Callable[..., Any], tuple[Any, ...]]:
     """(fn, args) of one benchmark program: the op's forward pass, or the gradient of sum(outputs)
-    with respect to the parameters and the input (a training step's recurrent part)."""
+    with respect to the parameters and the input (a training step's recurrent part). `step_kernel`
+    ("xla" | "pallas" | "pallas-step", the Pallas step kernel inside `lax.scan`) is passed to the
+    one-layer "lstm" op."""
     import jax
     import jax.numpy as jnp
 
@@ -692,6 +694,14 @@ def build_step(model: str, *, batch: int, hidden: int, seq_len: int, input_size:
                     ("unroll", unroll)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"`{name}` must be a positive int, got {v!r}")
+    if step_kernel not in ("xla", "pallas", "pallas-step"):
+        raise ValueError(f"`step_kernel` must be 'xla', 'pallas' or 'pallas-step', got {step_kernel!r}")
+    if step_kernel != "xla" and model != "lstm":
+        raise ValueError(f"`step_kernel` {step_kernel!r} applies to model 'lstm' only, got {model!r}")
+    if step_kernel == "pallas-step":
+        from jaxseq.ops.pallas_lstm import PallasLSTMStep
+
+        step_kernel = PallasLSTMStep(in_place=False)
     dt = jnp.dtype(dtype)
     in_size = hidden if input_size is None else input_size
     keys = jax.random.split(jax.random.PRNGKey(seed), 2 * layers + 1)
@@ -700,7 +710,8 @@ def build_step(model: str, *, batch: int, hidden: int, seq_len: int, input_size:
 
     if model == "lstm":
         params = rnn.init_lstm_params(keys[0], in_size, hidden, dt)
-        op = lambda p, xx: rnn.lstm_scan(p, xx, unroll=unroll, backward=backward, **hoist_kw)[0]  # noqa: E731
+        op = lambda p, xx: rnn.lstm_scan(p, xx, unroll=unroll, backward=backward, step_kernel=step_kernel,  # noqa: E731
+                                         **hoist_kw)[0]
     elif model == "gru":
         params = rnn.init_gru_params(keys[0], in_size, hidden, dt)
         op = lambda p, xx: rnn.gru_scan(p, xx, unroll=unroll, backward=backward, **hoist_kw)[0]  # noqa: E731
@@ -752,7 +763,8 @@ def _cmd(args: argparse.Namespace) -> int:
     args.layers = args.layers or (2 if args.model == "lstm-stack" else 1)
     fn, fargs = build_step(args.model, batch=args.batch, hidden=args.hidden, seq_len=args.seq_len,
                            input_size=args.input, layers=args.layers, dtype=args.dtype, mode=args.mode,
-                           unroll=args.unroll, backward=args.backward, hoist_input=hoist)
+                           unroll=args.unroll, backward=args.backward, hoist_input=hoist,
+                           step_kernel=args.step_kernel)
     text = compiled_hlo_text(fn, *fargs)
     if args.hlo_out:
         with open(args.hlo_out, "w") as f:
@@ -762,11 +774,15 @@ def _cmd(args: argparse.Namespace) -> int:
         print(json.dumps([lp.to_json() for lp in loops], indent=2))
         return 0
     print(f"{args.model} {args.mode} B={args.batch} H={args.hidden} T={args.seq_len} layers={args.layers} "
-          f"{args.dtype} unroll={args.unroll} backward={args.backward} hoist={args.hoist} on "
+          f"{args.dtype} unroll={args.unroll} backward={args.backward} hoist={args.hoist} "
+          f"step_kernel={args.step_kernel} on "
           f"{jax.devices()[0].device_kind} ({jax.default_backend()})")
     print(format_loops(loops, seq_len=args.seq_len, names=args.names))
     if jax.default_backend() == "cpu":
         print("(CPU: a counted instruction is a thunk the runtime runs in turn, not a kernel launch)")
+        if args.step_kernel != "xla":
+            print("(CPU: the Pallas step runs in interpret mode, as XLA ops looping over its grid; these "
+                  "counts say nothing of the GPU kernel)")
     return 0
 
 
@@ -783,6 +799,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backward", choices=("auto", "custom", "autodiff"), default="auto")
     p.add_argument("--hoist", choices=("auto", "on", "off"), default="auto",
                    help="hoist_input of lstm/gru/lstm-bidir (auto = the backend's default)")
+    p.add_argument("--step-kernel", choices=("xla", "pallas", "pallas-step"), default="xla",
+                   help="lstm: one Pallas kernel per forward time step (jaxseq.ops.pallas_lstm); "
+                        "pallas-step: the step kernel inside lax.scan")
     p.add_argument("--names", action="store_true", help="list every counted instruction of each loop")
     p.add_argument("--json", action="store_true", help="print the loops as JSON")
     p.add_argument("--hlo-out", metavar="FILE", help="also write the compiled HLO text to FILE")

@@ -8,7 +8,11 @@ with optional `heads` (attention; default width // 64, at least 1), `unroll` ("l
 `lax.scan` unroll factor, default 1), `layers` and `bidirectional` (the stacked LSTMs "lstm-layer",
 "torch-lstm" and "cudnn-lstm": number of layers, default 1, and both directions per layer, default
 False), `schedule` ("lstm-layer": how `jaxseq.nn.LSTM` runs its stack, see its docstring; default
-"auto") and, for data-parallel points,
+"auto"), `step_kernel` ("lstm", "lstm-layer": "xla" or "pallas", one Pallas kernel per forward time
+step, `jaxseq.ops.pallas_lstm`; default "xla") with `block_hidden` (its tiling; default 16) and
+`pallas_in_place` (false: the step kernel inside `lax.scan` instead of one launch per step; default
+true) and, for
+data-parallel points,
 `devices` and `parallel` ("jit" | "pmap"). `build_workload(point)` returns a `Workload` whose `fn(*args)`
 is one step: "forward" returns the outputs, "train" returns the gradients of a mean loss with respect
 to the parameters and the inputs (what a training step's backward pass computes; no optimizer update).
@@ -125,6 +129,9 @@ def model_label(point: dict[str, Any]) -> str:
         label += "+bi"
     if point.get("schedule") not in (None, "auto"):
         label += f"+{point['schedule']}"
+    if point.get("step_kernel") == "pallas":
+        label += "+pallas" + ("-step" if point.get("pallas_in_place") is False else "")
+        label += f"-bh{point['block_hidden']}" if point.get("block_hidden") else ""
     unroll = point.get("unroll", 1)
     return f"{label}+unroll{unroll}" if unroll not in (None, 1) else label
 
@@ -180,6 +187,22 @@ def normalize_point(point: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"point schedule applies to 'lstm-layer' only, got model {p['model']!r}")
         if p["schedule"] not in SCHEDULES:
             raise ValueError(f"point schedule must be one of {SCHEDULES}, got {p['schedule']!r}")
+    if "step_kernel" in p or "block_hidden" in p or "pallas_in_place" in p:
+        if p["model"] not in ("lstm", "lstm-layer"):
+            raise ValueError(f"point step_kernel applies to 'lstm' and 'lstm-layer' only, got model {p['model']!r}")
+        if p.get("step_kernel", "xla") not in ("xla", "pallas"):
+            raise ValueError(f"point step_kernel must be 'xla' or 'pallas', got {p['step_kernel']!r}")
+        if "block_hidden" in p:
+            from jaxseq.ops.pallas_lstm import PallasLSTMStep
+
+            if p.get("step_kernel") != "pallas":
+                raise ValueError("point block_hidden applies to step_kernel 'pallas' only")
+            PallasLSTMStep(block_hidden=p["block_hidden"])  # ValueError naming block_hidden
+        if "pallas_in_place" in p:
+            if p.get("step_kernel") != "pallas":
+                raise ValueError("point pallas_in_place applies to step_kernel 'pallas' only")
+            if not isinstance(p["pallas_in_place"], bool):
+                raise ValueError(f"point pallas_in_place must be true or false, got {p['pallas_in_place']!r}")
     if "devices" in p or "parallel" in p:
         p.setdefault("devices", 1)
         p.setdefault("parallel", "jit")
@@ -222,7 +245,8 @@ def _rnn_apply(p: dict[str, Any]):
         unroll = p.get("unroll", 1)
         if model == "lstm":
             params = rnn.init_lstm_params(kp, W, W, dtype=dt)
-            apply = lambda prm, xx: rnn.lstm_scan(prm, xx, unroll=unroll)[0]  # noqa: E731
+            kernel = _step_kernel(p)
+            apply = lambda prm, xx: rnn.lstm_scan(prm, xx, unroll=unroll, step_kernel=kernel)[0]  # noqa: E731
             flops = F.lstm_flops(B, T, W, W, mode=p["mode"])
         else:
             params = rnn.init_gru_params(kp, W, W, dtype=dt)
@@ -242,6 +266,15 @@ def _rnn_apply(p: dict[str, Any]):
             apply = lambda prm, xx: lr.minlstm(prm, xx, mode="parallel")[0]  # noqa: E731
             flops = F.minlstm_flops(B, T, W, W, mode=p["mode"])
     return apply, params, x, flops
+
+
+def _step_kernel(p: dict[str, Any]):
+    """The point's `step_kernel` as jaxseq.ops.rnn.lstm_scan takes it."""
+    if p.get("step_kernel", "xla") == "xla":
+        return "xla"
+    from jaxseq.ops.pallas_lstm import PallasLSTMStep
+
+    return PallasLSTMStep(block_hidden=p.get("block_hidden", 16), in_place=p.get("pallas_in_place", True))
 
 
 def _nnx_apply(module, call: Callable):
@@ -274,7 +307,7 @@ def _layer_apply(p: dict[str, Any]):
 
         L, bi = p.get("layers", 1), p.get("bidirectional", False)
         module = LSTM(W, W, num_layers=L, bidirectional=bi, schedule=p.get("schedule", "auto"),
-                      dtype=dt, param_dtype=dt, rngs=rngs)
+                      step_kernel=_step_kernel(p), dtype=dt, param_dtype=dt, rngs=rngs)
         apply, params = _nnx_apply(module, lambda m, xx: m(xx)[0])
         flops = stack_lstm_flops(B, T, W, L, bi, p["mode"])
     elif model == "transformer-block":

@@ -21,7 +21,8 @@ Each layer and direction keeps its weights in the op's own parameter layout (``L
 
 Op options: ``LSTM``/``GRU`` take ``unroll=1``, ``hoist_input=None`` and
 ``backward="auto"|"custom"|"autodiff"`` (``"autodiff"`` for ``jax.jvp``/``jax.jacfwd``: the
-default custom VJP has no forward mode); ``MinGRU``/``MinLSTM`` take
+default custom VJP has no forward mode); ``LSTM`` also takes ``step_kernel="xla"|"pallas"`` (or a
+``jaxseq.ops.pallas_lstm.PallasLSTMStep``: one Pallas kernel per forward time step, layer by layer); ``MinGRU``/``MinLSTM`` take
 ``mode="log"|"parallel"|"sequential"``.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ from flax import nnx
 from jaxseq.nn.signature import init_signature
 from jaxseq.ops import linear_recurrence as _lr
 from jaxseq.ops import rnn as _rnn
+from jaxseq.ops.pallas_lstm import resolve_step_kernel
 
 Array = jax.Array
 State = Any  # one direction's state: Array, or (h, c) for the LSTM
@@ -388,6 +390,7 @@ class _ScanRNN(_StackedRNN):
         hoist_input: bool | None = None,
         backward: str = "auto",
         schedule: str = "auto",
+        step_kernel: Any = "xla",
         rngs: nnx.Rngs,
     ):
         super().__init__(
@@ -401,6 +404,23 @@ class _ScanRNN(_StackedRNN):
         if schedule not in SCHEDULES:
             raise ValueError(f"{type(self).__name__}: schedule must be one of {SCHEDULES}, got {schedule!r}")
         self.schedule = schedule
+        name = type(self).__name__
+        self.step_kernel = resolve_step_kernel(name, step_kernel)
+        if self.step_kernel is not None:
+            if not isinstance(self, LSTM):
+                raise ValueError(f"{name}: step_kernel must be 'xla' (the Pallas step is the LSTM's), got {step_kernel!r}")
+            if schedule not in ("auto", "layers"):
+                raise ValueError(
+                    f"{name}: step_kernel='pallas' runs the one-layer scan, so schedule must be 'auto' or "
+                    f"'layers', got {schedule!r}"
+                )
+            if backward == "autodiff":
+                raise ValueError(f"{name}: step_kernel='pallas' needs backward='auto' or 'custom', got 'autodiff'")
+            self.step_kernel.check(name, hidden_size)
+
+    def _schedule(self) -> str:
+        # The Pallas step exists for the one-layer scan only, so "auto" means "layers" with it.
+        return "layers" if self.step_kernel is not None else resolve_schedule(self.schedule)
 
 
 class LSTM(_ScanRNN):
@@ -420,6 +440,10 @@ class LSTM(_ScanRNN):
     :func:`resolve_schedule`). Every schedule computes the same function (tests hold them equal,
     gradients included); with dropout, the wavefront draws its masks at once, so they differ from
     the other schedules' draws.
+
+    ``step_kernel="pallas"`` (or a :class:`jaxseq.ops.pallas_lstm.PallasLSTMStep`) runs each forward
+    time step as one Pallas kernel (Triton on a GPU, interpret mode on the CPU for tests); it runs
+    the stack layer by layer (``schedule`` "auto" or "layers") with the custom backward pass.
     """
 
     _init_fn = staticmethod(_rnn.init_lstm_params)
@@ -436,12 +460,12 @@ class LSTM(_ScanRNN):
         return _rnn.lstm_scan(
             params, x, initial_state=None if state is None else tuple(state), lengths=lengths,
             reverse=reverse, dilation=dilation, unroll=self.unroll, hoist_input=self.hoist_input,
-            backward=self.backward,
+            backward=self.backward, step_kernel=self.step_kernel or "xla",
         )
 
     def _layer(self, k, h, *, lengths, initial_state, dtype):
         if not (self.bidirectional and self.dilations[k] == 1
-                and resolve_schedule(self.schedule) in ("fused", "wavefront")):
+                and self._schedule() in ("fused", "wavefront")):
             return super()._layer(k, h, lengths=lengths, initial_state=initial_state, dtype=dtype)
         from jaxseq.ops.bidirectional import lstm_bidirectional_scan
 
@@ -456,7 +480,7 @@ class LSTM(_ScanRNN):
 
     def __call__(self, x, *, lengths=None, initial_state=None):
         if (self.bidirectional or self.num_layers == 1
-                or resolve_schedule(self.schedule) != "wavefront"):
+                or self._schedule() != "wavefront"):
             return super().__call__(x, lengths=lengths, initial_state=initial_state)
         # A unidirectional stack as one wavefront scan (jaxseq.ops.wavefront): the residual, the
         # padding mask and the dropout between layers keep the semantics of the layer-by-layer path
@@ -517,7 +541,7 @@ class GRU(_ScanRNN):
     def _layer(self, k, h, *, lengths, initial_state, dtype):
         # GRU stacks have no wavefront op: "wavefront" fuses the directions, as "fused" does.
         if not (self.bidirectional and self.dilations[k] == 1
-                and resolve_schedule(self.schedule) in ("fused", "wavefront")):
+                and self._schedule() in ("fused", "wavefront")):
             return super()._layer(k, h, lengths=lengths, initial_state=initial_state, dtype=dtype)
         from jaxseq.ops.bidirectional import gru_bidirectional_scan
 

@@ -33,6 +33,8 @@ Options (keyword-only):
 * ``hoist_input``: True computes ``x @ w_ih`` for all steps as one matmul before the scan; False
   does it inside the scan body; None picks per backend (hoisted off CPU; on XLA:CPU see
   ``_CPU_HOIST_DEFAULT`` for the measurement behind the choice).
+* ``step_kernel`` (LSTM): ``"xla"`` or ``"pallas"``, one Pallas kernel per forward time step
+  (:mod:`jaxseq.ops.pallas_lstm`); see :func:`lstm_scan`.
 * ``backward``: ``"custom"`` uses a hand-written ``jax.custom_vjp`` whose backward pass is its own
   reverse scan doing one matmul per step (``dh_{t-1} = dgates_t @ w_hh^T``); the weight gradients,
   bias gradients and ``dx`` are then one large matmul each over all ``batch*time`` rows.
@@ -76,6 +78,7 @@ import numpy as np
 from jax import lax
 
 from jaxseq.ops._checks import as_array, as_params, check_forward_mode, explain_forward_mode, int_at_least
+from jaxseq.ops.pallas_lstm import PallasLSTMStep, lstm_sequence_pallas, lstm_step_pallas, resolve_step_kernel
 
 Array = jax.Array
 Backward = Literal["auto", "custom", "autodiff"]
@@ -430,16 +433,22 @@ def _shift_prev(h0: Array, out_tm: Array) -> Array:
 
 
 def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: bool, cells: bool = False,
-                  time_major: bool = False):
+                  time_major: bool = False, kernel: PallasLSTMStep | None = None):
     """Forward scan. x [B, T, I] ([T, B, I] with `time_major`); returns out_tm [T, B, H], (hT, cT),
     residuals (the backward coefficients k [T, B, 4H] and pf [T, B, 2H], see
     :func:`_lstm_backward_coefficients`) or None.
 
     With `cells` (not with `save`) out_tm is [T, B, 2H]: the outputs, then the cell states c_t (zero
-    past a sequence's end, like the outputs) in the outputs' dtype.
+    past a sequence's end, like the outputs) in the outputs' dtype. With `kernel` each step's matmul,
+    gate math and saved products are one Pallas kernel (:mod:`jaxseq.ops.pallas_lstm`).
     """
     acc = c0.dtype
     hidden = w_hh.shape[0]
+    if kernel is not None and kernel.in_place:
+        # One kernel launch per step, reading the hoisted projection and writing the outputs in place.
+        gx = jnp.einsum("tbi,ig->tbg" if time_major else "bti,ig->tbg", x, w_ih) + b
+        lengths = None if mask is None else jnp.sum(mask[:, :, 0], axis=0, dtype=jnp.int32)
+        return lstm_sequence_pallas(gx, h0, c0, w_hh, lengths=lengths, save=save, unroll=unroll, config=kernel)
     if hoist:
         xs = jnp.einsum("tbi,ig->tbg" if time_major else "bti,ig->tbg", x, w_ih) + b
     else:
@@ -449,9 +458,14 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
         h, c = carry
         xt, m = inp
         gx = xt if hoist else xt @ w_ih + b
-        z = (gx + h @ w_hh).astype(acc)
-        gates, c_new, h_new = _lstm_pointwise(z, c, hidden)
-        h_new = h_new.astype(h.dtype)
+        if kernel is not None:
+            h_new, c_new, *coefficients = lstm_step_pallas(gx, h, c, w_hh, save=save, config=kernel)
+        else:
+            z = (gx + h @ w_hh).astype(acc)
+            gates, c_new, h_new = _lstm_pointwise(z, c, hidden)
+            h_new = h_new.astype(h.dtype)
+            if save:
+                coefficients = _lstm_backward_coefficients(gates, c, c_new, h.dtype)
         if m is None:
             h_next, c_next, out = h_new, c_new, h_new
         else:
@@ -459,7 +473,7 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
             c_next = jnp.where(m, c_new, c)
             out = jnp.where(m, h_new, jnp.zeros_like(h_new))
         if save:
-            return (h_next, c_next), (out, *_lstm_backward_coefficients(gates, c, c_new, h.dtype))
+            return (h_next, c_next), (out, *coefficients)
         if cells:
             c_out = c_new if m is None else jnp.where(m, c_new, jnp.zeros_like(c_new))
             return (h_next, c_next), jnp.concatenate([out, c_out.astype(out.dtype)], axis=-1)
@@ -472,24 +486,27 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
     return ys, (hT, cT), None
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _lstm_custom(hoist, unroll, w_ih, w_hh, b, x, h0, c0, mask):
-    out, state, _ = _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, hoist=hoist, unroll=unroll, save=False)
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _lstm_custom(hoist, unroll, kernel, w_ih, w_hh, b, x, h0, c0, mask):
+    out, state, _ = _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, hoist=hoist, unroll=unroll, save=False,
+                                  kernel=kernel)
     return out, state
 
 
-def _lstm_custom_fwd(hoist, unroll, w_ih, w_hh, b, x, h0, c0, mask):
+def _lstm_custom_fwd(hoist, unroll, kernel, w_ih, w_hh, b, x, h0, c0, mask):
     # The input is kept time-major: the backward's dx and input-weight matmuls then run over
     # [T*B, ...] rows without transposing the [T, B, 4H] gate gradients (on XLA:CPU such a transpose
     # cost more than the matmul it fed).
     x_tm = jnp.swapaxes(x, 0, 1)
     out, state, (k, pf) = _lstm_forward(
-        w_ih, w_hh, b, x_tm, h0, c0, mask, hoist=hoist, unroll=unroll, save=True, time_major=True
+        w_ih, w_hh, b, x_tm, h0, c0, mask, hoist=hoist, unroll=unroll, save=True, time_major=True,
+        kernel=kernel,
     )
     return (out, state), (w_ih, w_hh, x_tm, h0, out, k, pf, mask)
 
 
-def _lstm_custom_bwd(hoist, unroll, res, cts):
+def _lstm_custom_bwd(hoist, unroll, kernel, res, cts):
+    # The backward scan is XLA's whatever the forward step ran on: it reads only k, pf and w_hh.
     with jax.named_scope("recurrence"):
         return _lstm_custom_bwd_body(hoist, unroll, res, cts)
 
@@ -547,6 +564,7 @@ def lstm_scan(
     hoist_input: bool | None = None,
     backward: Backward = "auto",
     return_cells: bool = False,
+    step_kernel: str | PallasLSTMStep = "xla",
 ) -> tuple[Array, tuple[Array, Array]]:
     """Run an LSTM over ``x`` ``[batch, time, input]``.
 
@@ -565,6 +583,14 @@ def lstm_scan(
       return_cells: also return the cell state of every step (for a penalty on it, as ES-RNN's
         c-state penalty). Its gradient comes from differentiating the forward scan, so
         ``backward`` must be ``"auto"`` or ``"autodiff"``.
+      step_kernel: ``"xla"`` (default): each time step is XLA ops. ``"pallas"`` or a
+        :class:`jaxseq.ops.pallas_lstm.PallasLSTMStep`: each forward step (recurrent matmul, gates,
+        cell, saved backward products) is one Pallas kernel, Triton on a GPU and interpret mode on
+        the CPU (tests only: it is slow there). Needs the custom backward (``backward`` "auto" or
+        "custom", no ``return_cells``) and ``hidden`` a multiple of the tiling's blocks; the batch
+        is padded to a multiple of ``block_batch`` inside. The default in-place form reads the
+        input projection from one hoisted ``[time, batch, 4*hidden]`` buffer whatever
+        ``hoist_input`` says.
 
     Returns:
       ``(outputs [batch, time, hidden], (h_final [batch, hidden], c_final [batch, hidden]))`` in the
@@ -590,6 +616,14 @@ def lstm_scan(
         h0, c0 = h0.astype(cdt), c0.astype(acc)
     if return_cells and backward == "custom":
         raise ValueError('lstm_scan: return_cells=True needs backward="auto" or "autodiff", got "custom"')
+    kernel = resolve_step_kernel("lstm_scan", step_kernel)
+    if kernel is not None:
+        if backward == "autodiff" or return_cells:
+            raise ValueError(
+                "lstm_scan: step_kernel='pallas' needs the custom backward pass (backward='auto' or "
+                f"'custom', return_cells=False), got backward={backward!r}, return_cells={return_cells!r}"
+            )
+        kernel.check("lstm_scan", hidden)
     custom = backward in ("auto", "custom") and not return_cells
     if custom:
         check_forward_mode("lstm_scan", _FORWARD_MODE_FIX, params, x, initial_state)
@@ -598,7 +632,7 @@ def lstm_scan(
         out, state = _lstm_impl(
             tuple(params), x, h0, c0, lengths,
             reverse=bool(reverse), dilation=dilation, unroll=unroll,
-            hoist=_resolve_hoist(hoist_input), custom=custom, cells=bool(return_cells),
+            hoist=_resolve_hoist(hoist_input), custom=custom, cells=bool(return_cells), kernel=kernel,
         )
     if return_cells:  # the scan emitted [outputs | cells] along the feature axis
         return (out[..., :hidden], out[..., hidden:]), state
@@ -607,26 +641,41 @@ def lstm_scan(
 
 # Validation happens eagerly above; the rest is one jitted function so that an eager call compiles
 # once instead of dispatching each reshape/pad/gather op by op (inside an outer jit it inlines).
-@partial(jax.jit, static_argnames=("reverse", "dilation", "unroll", "hoist", "custom", "cells"))
-def _lstm_impl(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, custom, cells=False):
+@partial(jax.jit, static_argnames=("reverse", "dilation", "unroll", "hoist", "custom", "cells", "kernel"))
+def _lstm_impl(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, custom, cells=False,
+               kernel=None):
     with jax.named_scope("recurrence"):
         return _lstm_body(params, x, h0, c0, lengths, reverse=reverse, dilation=dilation,
-                          unroll=unroll, hoist=hoist, custom=custom, cells=cells)
+                          unroll=unroll, hoist=hoist, custom=custom, cells=cells, kernel=kernel)
 
 
-def _lstm_body(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, custom, cells):
+def _pad_batch(a: Array | None, rows: int) -> Array | None:
+    if a is None or rows == 0:
+        return a
+    return jnp.pad(a, ((0, rows),) + ((0, 0),) * (a.ndim - 1))
+
+
+def _lstm_body(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, custom, cells, kernel=None):
     cdt = x.dtype
     w_ih, w_hh, b = (p.astype(cdt) for p in params)
 
     def core(xx, state0, lens):
-        mask = _time_mask(lens, xx.shape[1])
         hh, cc = state0
+        batch = xx.shape[0]
+        pad = -batch % kernel.block_batch if kernel is not None else 0
+        if pad:
+            # The kernel's programs own whole blocks of rows: padded rows (zero input, zero state,
+            # length 0 where lengths are given) are computed and dropped.
+            xx, hh, cc, lens = (_pad_batch(a, pad) for a in (xx, hh, cc, lens))
+        mask = _time_mask(lens, xx.shape[1])
         if custom:
-            out, st = _lstm_custom(hoist, unroll, w_ih, w_hh, b, xx, hh, cc, mask)
+            out, st = _lstm_custom(hoist, unroll, kernel, w_ih, w_hh, b, xx, hh, cc, mask)
         else:
             out, st, _ = _lstm_forward(
                 w_ih, w_hh, b, xx, hh, cc, mask, hoist=hoist, unroll=unroll, save=False, cells=cells
             )
+        if pad:
+            out, st = out[:, :batch], tuple(s[:batch] for s in st)
         return jnp.swapaxes(out, 0, 1), st
 
     out, (hT, cT) = _run(core, x, (h0, c0), lengths, reverse, dilation, custom)

@@ -213,9 +213,12 @@ def test_report_stack_targets(tmp_path):
             gpu(_with(record("lstm-layer", 1024, 0.20, B=16, W=1024, dtype="float16"), layers=8,
                       schedule="layers")),
             gpu(_with(record("lstm-layer", 1024, 0.07, B=16, W=1024, dtype="float16"), layers=8,
-                      schedule="wavefront"))]
+                      schedule="wavefront")),
+            gpu(_with(record("lstm-layer", 1024, 0.125, B=16, W=1024, dtype="float16"), layers=8,
+                      step_kernel="pallas"))]
     write_jsonl(gdir / "results.jsonl", recs)
     lines = report.target_lines(report.load_study(gdir))
     eight = {ln.split("(")[1].split(" ")[0]: ln for ln in lines if "8-layer stack" in ln}
     assert "scale sweep: 0.50x (NOT met" in eight["layers"]
     assert "scale sweep: 1.43x (met" in eight["wavefront"]
+    assert "scale sweep: 0.80x (NOT met" in eight["pallas"] and "(pallas step)" in eight["pallas"]

@@ -122,3 +122,29 @@ def test_point_options_are_checked():
         normalize_point({**base, "model": "mingru", "unroll": 2})
     with pytest.raises(ValueError, match="dtype must be one of"):
         normalize_point({**base, "dtype": "float8"})
+
+
+def test_pallas_step_points():
+    """The gpu-lstm-stack preset's Pallas points: labels, checks, and one point run on the CPU."""
+    from jaxseq.bench.workloads import MODELS, model_label, normalize_point
+
+    base = {"model": "lstm", "seq_len": 8, "batch": 2, "width": 16}
+    assert model_label({**base, "step_kernel": "pallas"}) == "lstm+pallas"
+    assert model_label({**base, "step_kernel": "pallas", "block_hidden": 32}) == "lstm+pallas-bh32"
+    assert model_label({**base, "step_kernel": "xla"}) == "lstm"
+    assert model_label({**base, "step_kernel": "pallas", "pallas_in_place": False}) == "lstm+pallas-step"
+    with pytest.raises(ValueError, match="pallas_in_place applies to step_kernel 'pallas' only"):
+        normalize_point({**base, "pallas_in_place": False})
+    with pytest.raises(ValueError, match="step_kernel must be 'xla' or 'pallas'"):
+        normalize_point({**base, "step_kernel": "triton"})
+    with pytest.raises(ValueError, match="step_kernel applies to 'lstm' and 'lstm-layer' only"):
+        normalize_point({**base, "model": "gru", "step_kernel": "pallas"})
+    with pytest.raises(ValueError, match="block_hidden applies to step_kernel 'pallas' only"):
+        normalize_point({**base, "block_hidden": 32})
+    with pytest.raises(ValueError, match="block_hidden"):
+        normalize_point({**base, "step_kernel": "pallas", "block_hidden": 24})
+
+    labels = {model_label(p) for p in scale.build_points("gpu-lstm-stack", available=MODELS, max_devices=1)}
+    assert {"lstm+pallas", "lstm+pallas-bh32", "lstm+pallas-step", "lstm-layer+L8+pallas"} <= labels
+    res = scale.run_point({**base, "step_kernel": "pallas", "mode": "train", "warmup": 0, "repeats": 1})
+    assert res["framework"] == "jax" and res["median_s"] > 0

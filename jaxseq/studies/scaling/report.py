@@ -83,6 +83,12 @@ class Target:
                 and (self.heads is None or _heads(point) == self.heads))
 
 
+def _stack_variant(label: str) -> str:
+    """How a stacked point runs, from its label: "layers schedule", "wavefront schedule", "pallas step"."""
+    last = label.rpartition("+")[2]
+    return "pallas step" if last == "pallas" else f"{last} schedule"
+
+
 # The issues' goals (the same as jaxseq.bench.ops_bench.TARGETS, where they are op benchmarks). Issue 13:
 # torch's CPU LSTM runs near this machine's large-matmul rate, so parity is the limit for one layer.
 TARGETS = (
@@ -101,15 +107,15 @@ TARGETS = (
 GPU_TARGETS = (
     *(Target(f"jaxseq {m} training step vs torch.nn.LSTM on cuDNN (batch 16, hidden 768, T=1024, "
              "float16)", m, "torch-lstm", 1024, 16, 768, 1.0, dtype="float16")
-      for m in ("lstm", "lstm+unroll8", "lstm+unroll32")),
+      for m in ("lstm", "lstm+unroll8", "lstm+unroll32", "lstm+pallas", "lstm+pallas-bh32", "lstm+pallas-step")),
     *(Target(f"{m} training step vs cuDNN flash attention (batch 16, d_model 1024, 16 heads, "
              f"T={T}, bfloat16)", m, "attn-cudnn", T, 16, 1024, 0.9, dtype="bfloat16")
       for T in (4096, 16384) for m in ("attn-blockwise", "attn-xla")),
     # Issue 13: the 8-layer GNMT-sized stack under each schedule (gpu-lstm-stack preset).
-    *(Target(f"jaxseq.nn.LSTM 8-layer stack ({m.rpartition('+')[2]} schedule) vs cuDNN's 8-layer "
+    *(Target(f"jaxseq.nn.LSTM 8-layer stack ({_stack_variant(m)}) vs cuDNN's 8-layer "
              "LSTM (batch 16, hidden 1024, T=1024, float16)", m, "torch-lstm+L8",
              1024, 16, 1024, 1.3, dtype="float16")
-      for m in ("lstm-layer+L8+layers", "lstm-layer+L8+wavefront")),
+      for m in ("lstm-layer+L8+layers", "lstm-layer+L8+wavefront", "lstm-layer+L8+pallas")),
 )
 GPU_MFU_GOAL = 0.45
 MIN_RNN_TARGET_LENGTHS = (4096, 16384)  # minGRU faster than the LSTM by a growing factor

@@ -215,6 +215,17 @@ PRESETS: dict[str, Preset] = {
             Grid(("lstm-layer",), (1024,), (16,), (768,), dtypes=("float16",),
                  options=({"layers": 2, "bidirectional": True, "schedule": "layers"},
                           {"layers": 2, "bidirectional": True, "schedule": "fused"})),
+            # One Pallas (Triton) kernel per forward time step (jaxseq.ops.pallas_lstm): the in-place
+            # form in two tilings and the step form inside lax.scan, one layer, then the 8-layer stack
+            # layer by layer.
+            Grid(("lstm",), (1024,), (16,), (768,), dtypes=("float16",),
+                 options=({"step_kernel": "pallas"}, {"step_kernel": "pallas", "block_hidden": 32},
+                          {"step_kernel": "pallas", "pallas_in_place": False})),
+            Grid(("lstm",), (1024,), (16,), (768,), dtypes=("float16",), modes=("forward",),
+                 options=({}, {"step_kernel": "pallas"})),
+            Grid(("torch-lstm",), (1024,), (16,), (768,), dtypes=("float16",), modes=("forward",)),
+            Grid(("lstm-layer",), (1024,), (16,), (1024,), dtypes=("float16",),
+                 options=({"layers": 8, "step_kernel": "pallas"},)),
         ),
         warmup=2, repeats=5, timeout_s=60, trace_lengths=0,
     ),
