@@ -1,4 +1,5 @@
-"""One LSTM time step as a single Pallas kernel: recurrent matmul, gates, cell and saved products.
+"""LSTM time steps as single Pallas kernels: recurrent matmul, gates, cell and saved products forward,
+the cell's VJP and ``dz @ w_hh^T`` backward.
 
 Why: on a GPU an LSTM time step is bound by kernel launches, not FLOPs. XLA runs the scan body of
 :func:`jaxseq.ops.rnn.lstm_scan` as a recurrent matmul plus several small fusions per step (about
@@ -9,8 +10,12 @@ Why: on a GPU an LSTM time step is bound by kernel launches, not FLOPs. XLA runs
     c' = f * c + i * g                    h' = o * tanh(c')
 
 and, for the custom backward pass, the products ``k`` [4H] and ``pf`` [2H] of
-``jaxseq.ops.rnn._lstm_backward_coefficients`` (same formulas, same dtypes), so the backward scan
-of ``lstm_scan`` is unchanged.
+``jaxseq.ops.rnn._lstm_backward_coefficients`` (same formulas, same dtypes). The backward step
+(:func:`lstm_sequence_backward_pallas`, the in-place form's) is one kernel too: the cell's VJP from
+``k`` and ``pf`` (multiply-adds) and ``dh_{t-1} = dz_t @ w_hh^T``. Each program needs the whole row of
+``dz_t`` for its block of ``dh_{t-1}``, so it rebuilds it chunk by chunk (cheap elementwise work, read
+from cache) and writes only its own units' columns. The step form (``in_place=False``) keeps
+``lstm_scan``'s XLA backward scan.
 
 Tiling: a grid of ``[batch / block_batch, hidden / block_hidden]`` programs. Program ``(bi, hj)``
 owns hidden units ``hj*block_hidden ...`` of all four gates for its batch rows: it reads the four
@@ -58,8 +63,10 @@ class PallasLSTMStep:
       in_place: the scan's form. True (default): :func:`lstm_sequence_pallas`, one launch per time
         step: the kernel reads its step of the hoisted input projection, applies the ``lengths``
         mask and writes the output and saved products straight into the ``[time, ...]`` buffers
-        (aliased, so updated in place). False: :func:`lstm_step_pallas` inside ``lax.scan``, whose
-        slice of the input and writes of the outputs are XLA ops around the kernel.
+        (aliased, so updated in place); the backward pass is :func:`lstm_sequence_backward_pallas`,
+        one launch per step as well. False: :func:`lstm_step_pallas` inside ``lax.scan``, whose
+        slice of the input and writes of the outputs are XLA ops around the kernel, and XLA's
+        backward scan.
     """
 
     block_batch: int = 16
@@ -226,8 +233,6 @@ def lstm_step_pallas(
       ``(h_new [batch, hidden] in h's dtype, c_new [batch, hidden] in c's dtype)``, then ``k, pf``
       with ``save``. ``batch`` must be a multiple of ``config.block_batch`` (``lstm_scan`` pads).
     """
-    from jax.experimental import pallas as pl
-
     config = config or PallasLSTMStep()
     batch, hidden = h.shape
     bb, bh, bk = _checked_tiling("lstm_step_pallas", config, gx, h, c, w_hh, lead=())
@@ -235,15 +240,8 @@ def lstm_step_pallas(
     if save:
         out_shape += [jax.ShapeDtypeStruct((batch, 4 * hidden), h.dtype),
                       jax.ShapeDtypeStruct((batch, 2 * hidden), h.dtype)]
-    interpret = _use_interpret(config)
-    call = pl.pallas_call(
-        _step_kernel(hidden, bb, bh, bk, save, jnp.promote_types(c.dtype, jnp.float32)),
-        out_shape=tuple(out_shape),
-        grid=(batch // bb, hidden // bh),
-        interpret=interpret,
-        compiler_params=_compiler_params(config, interpret),
-        name="lstm_step",
-    )
+    call = _grid_call(_step_kernel(hidden, bb, bh, bk, save, jnp.promote_types(c.dtype, jnp.float32)),
+                      tuple(out_shape), config, batch, hidden, "lstm_step")
     return tuple(call(gx, h, c, w_hh))
 
 
@@ -261,13 +259,22 @@ def _checked_tiling(kind: str, config: PallasLSTMStep, gx, h, c, w_hh, *, lead: 
     return config.block_batch, config.block_hidden, config.k_block(hidden)
 
 
-def _compiler_params(config: PallasLSTMStep, interpret: bool):
-    if interpret:
-        return None
-    from jax.experimental.pallas import triton as pltriton
+def _grid_call(kernel, out_shape, config: PallasLSTMStep, batch: int, hidden: int, name: str, *,
+               aliases: dict[int, int] | None = None):
+    """The kernel over the [batch / block_batch, hidden / block_hidden] grid, on this backend."""
+    from jax.experimental import pallas as pl
 
-    kw = {k: v for k, v in (("num_warps", config.num_warps), ("num_stages", config.num_stages)) if v is not None}
-    return pltriton.CompilerParams(**kw)
+    interpret = _use_interpret(config)
+    params = None
+    if not interpret:
+        from jax.experimental.pallas import triton as pltriton
+
+        kw = {k: v for k, v in (("num_warps", config.num_warps), ("num_stages", config.num_stages)) if v is not None}
+        params = pltriton.CompilerParams(**kw)
+    return pl.pallas_call(
+        kernel, out_shape=out_shape, grid=(batch // config.block_batch, hidden // config.block_hidden),
+        input_output_aliases=aliases or {}, interpret=interpret, compiler_params=params, name=name,
+    )
 
 
 def lstm_sequence_pallas(
@@ -301,8 +308,6 @@ def lstm_sequence_pallas(
     Returns:
       ``(out [time, batch, hidden], (h_T, c_T), (k, pf) or None)``.
     """
-    from jax.experimental import pallas as pl
-
     config = config or PallasLSTMStep()
     time = gx.shape[0] if gx.ndim == 3 else -1
     batch, hidden = h0.shape
@@ -315,16 +320,11 @@ def lstm_sequence_pallas(
     state_shapes = [jax.ShapeDtypeStruct(h0.shape, cdt), jax.ShapeDtypeStruct(c0.shape, c0.dtype)]
     masked = lengths is not None
     first_buf = 1 + masked + 4  # t, [lengths], gx, h, c, w_hh, then the buffers
-    interpret = _use_interpret(config)
-    call = pl.pallas_call(
+    call = _grid_call(
         _step_kernel(hidden, bb, bh, bk, save, jnp.promote_types(c0.dtype, jnp.float32), in_place=True,
                      masked=masked),
-        out_shape=tuple(state_shapes + buf_shapes),
-        grid=(batch // bb, hidden // bh),
-        input_output_aliases={first_buf + j: 2 + j for j in range(len(buf_shapes))},
-        interpret=interpret,
-        compiler_params=_compiler_params(config, interpret),
-        name="lstm_sequence_step",
+        tuple(state_shapes + buf_shapes), config, batch, hidden, "lstm_sequence_step",
+        aliases={first_buf + j: 2 + j for j in range(len(buf_shapes))},
     )
     lead = (lengths.astype(jnp.int32),) if masked else ()
 
@@ -336,3 +336,117 @@ def lstm_sequence_pallas(
     bufs0 = tuple(jnp.zeros(b.shape, b.dtype) for b in buf_shapes)
     hT, cT, bufs = jax.lax.fori_loop(0, time, body, (h0, c0, bufs0), unroll=unroll)
     return bufs[0], (hT, cT), (bufs[1], bufs[2]) if save else None
+
+
+def _backward_kernel(hidden: int, bb: int, bh: int, bk: int, acc: Any, cdt: Any, *, masked: bool):
+    """One backward time step. Refs: t, [lengths], dy [T, B, H], k [T, B, 4H], pf [T, B, 2H], dh, dc
+    [B, H] (acc), w_hh, dz buffer [T, B, 4H] (aliased: in, then out), then the outputs dh_{t-1}, dc_{t-1}
+    and the dz buffer.
+
+    Program (bi, j) owns hidden units j*bh... of dh_{t-1} = dz_t @ w_hh^T, which needs dz_t's whole
+    row: it rebuilds dz_t chunk by chunk from k, pf, dh and dc (multiply-adds, the same as
+    ``jaxseq.ops.rnn._lstm_coefficient_vjp``), and writes only its own units' four gate columns of dz_t.
+    """
+
+    def kernel(*refs):
+        from jax.experimental import pallas as pl
+
+        refs = list(refs)
+        t = refs.pop(0)[0]
+        len_ref = refs.pop(0) if masked else None
+        dy_ref, k_ref, pf_ref, dh_ref, dc_ref, w_ref, _dz_in, dh_out, dc_out, dz_ref = refs
+        rows = pl.ds(pl.program_id(0) * bb, bb)
+        col0 = pl.program_id(1) * bh
+        m = (t < len_ref[rows])[:, None] if masked else None
+
+        def cell_grads(cols):
+            """(dh_total, dc_t) on `cols` of the hidden units: the cotangents entering the cell."""
+            dh_tot = dh_ref[rows, cols] + dy_ref[t, rows, cols].astype(acc)
+            dc_in = dc_ref[rows, cols]
+            if masked:
+                dh_tot = jnp.where(m, dh_tot, 0.0)
+                dc_in = jnp.where(m, dc_in, 0.0)
+            return dh_tot, dc_in + dh_tot * pf_ref[t, rows, cols].astype(acc)
+
+        def dz_gate(q: int, dh_tot, dct, start, size):
+            d = dh_tot if q == 3 else dct
+            return (d * k_ref[t, rows, pl.ds(q * hidden + start, size)].astype(acc)).astype(cdt)
+
+        total = jnp.zeros((bb, bh), acc)
+        for kk in range(hidden // bk):
+            dh_tot, dct = cell_grads(pl.ds(kk * bk, bk))
+            for q in range(4):
+                w = w_ref[pl.ds(col0, bh), pl.ds(q * hidden + kk * bk, bk)]  # [bh, bk]: w_hh^T's block
+                total = total + jax.lax.dot_general(
+                    dz_gate(q, dh_tot, dct, kk * bk, bk), w, (((1,), (1,)), ((), ())),
+                    preferred_element_type=acc)
+        own = pl.ds(col0, bh)
+        dh_tot, dct = cell_grads(own)
+        for q in range(4):
+            dz_ref[t, rows, pl.ds(q * hidden + col0, bh)] = dz_gate(q, dh_tot, dct, col0, bh)
+        dc_prev = dct * pf_ref[t, rows, pl.ds(hidden + col0, bh)].astype(acc)
+        dh_prev = total
+        if masked:  # past a sequence's end the cotangents pass through untouched
+            dh_prev = jnp.where(m, dh_prev, dh_ref[rows, own])
+            dc_prev = jnp.where(m, dc_prev, dc_ref[rows, own])
+        dh_out[rows, own] = dh_prev.astype(dh_out.dtype)
+        dc_out[rows, own] = dc_prev.astype(dc_out.dtype)
+
+    return kernel
+
+
+def lstm_sequence_backward_pallas(
+    dy: Array,
+    k: Array,
+    pf: Array,
+    dh_T: Array,
+    dc_T: Array,
+    w_hh: Array,
+    *,
+    lengths: Array | None = None,
+    unroll: int | bool = 1,
+    config: PallasLSTMStep | None = None,
+) -> tuple[Array, tuple[Array, Array]]:
+    """The backward recurrence of :func:`lstm_sequence_pallas`, one kernel launch per time step.
+
+    Args:
+      dy: ``[time, batch, hidden]`` cotangent of the outputs (compute dtype).
+      k, pf: the saved products ``[time, batch, 4H]`` and ``[time, batch, 2H]`` (compute dtype).
+      dh_T, dc_T: ``[batch, hidden]`` cotangents of the final state, in the accumulation dtype.
+      w_hh: ``[hidden, 4*hidden]`` (compute dtype).
+      lengths, unroll, config: as for :func:`lstm_sequence_pallas`.
+
+    Returns:
+      ``(dz [time, batch, 4H] in w_hh's dtype, (dh_0, dc_0))``: the gate pre-activations' cotangents,
+      from which the weight, bias and input gradients are one large matmul each, and the initial
+      state's cotangents. Equal to ``jaxseq.ops.rnn``'s XLA backward scan up to rounding (its
+      ``dz @ w_hh^T`` rounds to the compute dtype; this kernel accumulates in float32).
+    """
+    config = config or PallasLSTMStep()
+    time = k.shape[0] if k.ndim == 3 else -1
+    batch, hidden = dh_T.shape
+    bb, bh, bk = _checked_tiling("lstm_sequence_backward_pallas", config, k, dh_T, dc_T, w_hh, lead=(time,))
+    for name, a, width in (("dy", dy, hidden), ("pf", pf, 2 * hidden)):
+        if tuple(a.shape) != (time, batch, width):
+            raise ValueError(
+                f"lstm_sequence_backward_pallas: `{name}` must have shape {(time, batch, width)}, got {tuple(a.shape)}"
+            )
+    acc, cdt = jnp.promote_types(dc_T.dtype, jnp.float32), w_hh.dtype
+    masked = lengths is not None
+    dz_shape = jax.ShapeDtypeStruct((time, batch, 4 * hidden), cdt)
+    call = _grid_call(
+        _backward_kernel(hidden, bb, bh, bk, acc, cdt, masked=masked),
+        (jax.ShapeDtypeStruct((batch, hidden), acc), jax.ShapeDtypeStruct((batch, hidden), acc), dz_shape),
+        config, batch, hidden, "lstm_sequence_backward_step",
+        aliases={1 + masked + 6: 2},  # t, [lengths], dy, k, pf, dh, dc, w_hh, then dz
+    )
+    lead = (lengths.astype(jnp.int32),) if masked else ()
+
+    def body(i, carry):
+        dh, dc, dz = carry
+        t = time - 1 - i
+        return call(jnp.reshape(t, (1,)).astype(jnp.int32), *lead, dy, k, pf, dh, dc, w_hh, dz)
+
+    init = (dh_T.astype(acc), dc_T.astype(acc), jnp.zeros(dz_shape.shape, cdt))
+    dh0, dc0, dz = jax.lax.fori_loop(0, time, body, init, unroll=unroll)
+    return dz, (dh0, dc0)

@@ -78,7 +78,13 @@ import numpy as np
 from jax import lax
 
 from jaxseq.ops._checks import as_array, as_params, check_forward_mode, explain_forward_mode, int_at_least
-from jaxseq.ops.pallas_lstm import PallasLSTMStep, lstm_sequence_pallas, lstm_step_pallas, resolve_step_kernel
+from jaxseq.ops.pallas_lstm import (
+    PallasLSTMStep,
+    lstm_sequence_backward_pallas,
+    lstm_sequence_pallas,
+    lstm_step_pallas,
+    resolve_step_kernel,
+)
 
 Array = jax.Array
 Backward = Literal["auto", "custom", "autodiff"]
@@ -506,14 +512,36 @@ def _lstm_custom_fwd(hoist, unroll, kernel, w_ih, w_hh, b, x, h0, c0, mask):
 
 
 def _lstm_custom_bwd(hoist, unroll, kernel, res, cts):
-    # The backward scan is XLA's whatever the forward step ran on: it reads only k, pf and w_hh.
     with jax.named_scope("recurrence"):
-        return _lstm_custom_bwd_body(hoist, unroll, res, cts)
+        return _lstm_custom_bwd_body(hoist, unroll, kernel, res, cts)
 
 
-def _lstm_custom_bwd_body(hoist, unroll, res, cts):
+def _lstm_custom_bwd_body(hoist, unroll, kernel, res, cts):
     w_ih, w_hh, x_tm, h0, out, k, pf, mask = res
     d_out, (d_hT, d_cT) = cts
+    acc = d_cT.dtype
+    cdt = w_hh.dtype
+    if kernel is not None and kernel.in_place:
+        # One Pallas launch per backward step; the step form (in_place=False) keeps the XLA scan below.
+        lengths = None if mask is None else jnp.sum(mask[:, :, 0], axis=0, dtype=jnp.int32)
+        dz, (dh0, dc0) = lstm_sequence_backward_pallas(
+            d_out.astype(cdt), k, pf, d_hT.astype(acc), d_cT.astype(acc), w_hh, lengths=lengths, unroll=unroll,
+            config=kernel,
+        )
+    else:
+        dz, (dh0, dc0) = _lstm_backward_scan(w_hh, k, pf, mask, d_out, d_hT, d_cT, unroll)
+    # dz [T, B, 4H]: one big matmul each over all batch*time rows, all time-major; dx is transposed
+    # to batch-major once, at the end ([T, B, I] is a quarter of dz's size).
+    h_prev = _shift_prev(h0, out)
+    d_w_ih = jnp.einsum("tbi,tbg->ig", x_tm, dz)
+    d_w_hh = jnp.einsum("tbh,tbg->hg", h_prev, dz)
+    d_b = jnp.sum(dz, axis=(0, 1), dtype=acc).astype(cdt)
+    dx = jnp.swapaxes(jnp.einsum("tbg,gi->tbi", dz, w_ih.T), 0, 1)
+    return d_w_ih, d_w_hh, d_b, dx, dh0.astype(h0.dtype), dc0.astype(acc), None
+
+
+def _lstm_backward_scan(w_hh, k, pf, mask, d_out, d_hT, d_cT, unroll):
+    """The serial part of the backward pass as an XLA scan: (dz [T, B, 4H], (dh_0, dc_0))."""
     acc = d_cT.dtype
     cdt = w_hh.dtype
     hidden = w_hh.shape[0]
@@ -539,14 +567,7 @@ def _lstm_custom_bwd_body(hoist, unroll, res, cts):
 
     carry0 = (d_hT.astype(acc), d_cT.astype(acc))
     (dh0, dc0), dz = lax.scan(step, carry0, (k, pf, d_out, mask), reverse=True, unroll=unroll)
-    # dz [T, B, 4H]: one big matmul each over all batch*time rows, all time-major; dx is transposed
-    # to batch-major once, at the end ([T, B, I] is a quarter of dz's size).
-    h_prev = _shift_prev(h0, out)
-    d_w_ih = jnp.einsum("tbi,tbg->ig", x_tm, dz)
-    d_w_hh = jnp.einsum("tbh,tbg->hg", h_prev, dz)
-    d_b = jnp.sum(dz, axis=(0, 1), dtype=acc).astype(cdt)
-    dx = jnp.swapaxes(jnp.einsum("tbg,gi->tbi", dz, w_ih.T), 0, 1)
-    return d_w_ih, d_w_hh, d_b, dx, dh0.astype(h0.dtype), dc0.astype(acc), None
+    return dz, (dh0, dc0)
 
 
 _lstm_custom.defvjp(_lstm_custom_fwd, _lstm_custom_bwd)
@@ -586,7 +607,8 @@ def lstm_scan(
       step_kernel: ``"xla"`` (default): each time step is XLA ops. ``"pallas"`` or a
         :class:`jaxseq.ops.pallas_lstm.PallasLSTMStep`: each forward step (recurrent matmul, gates,
         cell, saved backward products) is one Pallas kernel, Triton on a GPU and interpret mode on
-        the CPU (tests only: it is slow there). Needs the custom backward (``backward`` "auto" or
+        the CPU (tests only: it is slow there); in the default in-place form each backward step
+        is one kernel too. Needs the custom backward (``backward`` "auto" or
         "custom", no ``return_cells``) and ``hidden`` a multiple of the tiling's blocks; the batch
         is padded to a multiple of ``block_batch`` inside. The default in-place form reads the
         input projection from one hoisted ``[time, batch, 4*hidden]`` buffer whatever

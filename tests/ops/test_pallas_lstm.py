@@ -14,7 +14,13 @@ from jax.test_util import check_grads
 
 from jaxseq.nn import GRU, LSTM
 from jaxseq.ops import rnn
-from jaxseq.ops.pallas_lstm import PallasLSTMStep, lstm_sequence_pallas, lstm_step_pallas, resolve_step_kernel
+from jaxseq.ops.pallas_lstm import (
+    PallasLSTMStep,
+    lstm_sequence_backward_pallas,
+    lstm_sequence_pallas,
+    lstm_step_pallas,
+    resolve_step_kernel,
+)
 from jaxseq.ops.rnn import init_lstm_params, lstm_reference, lstm_scan
 
 TILINGS = [PallasLSTMStep(), PallasLSTMStep(block_hidden=32, block_k=16), PallasLSTMStep(block_k=32)]
@@ -212,6 +218,23 @@ def test_scan_bfloat16_close_to_float32():
     np.testing.assert_allclose(np.asarray(out16, np.float32), np.asarray(out32), atol=3e-2)
 
 
+@pytest.mark.parametrize("form", FORMS)
+def test_scan_bfloat16_gradients_close_to_xla(form):
+    """bfloat16: the kernels accumulate dh_{t-1} in float32 where XLA rounds it, so close, not equal."""
+    params, x, _ = _scan_inputs(jnp.bfloat16)
+
+    def loss(p, xx, kernel):
+        out, (h, c) = lstm_scan(p, xx, lengths=LENS, step_kernel=kernel)
+        return jnp.sum(out.astype(jnp.float32) ** 2) + jnp.sum(c.astype(jnp.float32))
+
+    got = jax.grad(loss, argnums=(0, 1))(params, x, FORMS[form])
+    want = jax.grad(loss, argnums=(0, 1))(params, x, "xla")
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert g.dtype == jnp.bfloat16
+        g, w = np.asarray(g, np.float32), np.asarray(w, np.float32)
+        assert np.abs(g - w).max() <= 2e-2 * np.abs(w).max()
+
+
 def test_scan_under_jit_and_vmap():
     params, x, _ = _scan_inputs()
     want, _ = lstm_scan(params, x, step_kernel="xla")
@@ -220,6 +243,28 @@ def test_scan_under_jit_and_vmap():
     xs = jnp.stack([x, 2 * x])
     got_v, _ = jax.vmap(lambda xx: lstm_scan(params, xx, step_kernel="pallas"))(xs)
     np.testing.assert_allclose(np.asarray(got_v[0]), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_sequence_backward_equals_xla_backward_scan(masked):
+    """The backward kernel against rnn's XLA backward scan on the same saved products, float64."""
+    with jax.enable_x64(True):
+        t, b, h = 5, 16, 32
+        ks = jax.random.split(jax.random.key(3), 6)
+        k = jax.random.normal(ks[0], (t, b, 4 * h), jnp.float64)
+        pf = jax.random.normal(ks[1], (t, b, 2 * h), jnp.float64)
+        dy = jax.random.normal(ks[2], (t, b, h), jnp.float64)
+        dh_T, dc_T = (jax.random.normal(kk, (b, h), jnp.float64) for kk in ks[3:5])
+        w = 0.3 * jax.random.normal(ks[5], (h, 4 * h), jnp.float64)
+        lengths = jnp.asarray(np.arange(b) % (t + 1), jnp.int32) if masked else None
+        mask = None if lengths is None else (jnp.arange(t)[:, None] < lengths[None, :])[:, :, None]
+        want_dz, (want_dh, want_dc) = rnn._lstm_backward_scan(w, k, pf, mask, dy, dh_T, dc_T, 1)
+        dz, (dh0, dc0) = lstm_sequence_backward_pallas(dy, k, pf, dh_T, dc_T, w, lengths=lengths)
+        for g, w_ in ((dz, want_dz), (dh0, want_dh), (dc0, want_dc)):
+            assert g.shape == w_.shape and g.dtype == w_.dtype
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w_), rtol=1e-12, atol=1e-12)
+        with pytest.raises(ValueError, match="`pf` must have shape"):
+            lstm_sequence_backward_pallas(dy, k, pf[..., :h], dh_T, dc_T, w)
 
 
 @pytest.mark.parametrize(
@@ -323,23 +368,27 @@ def test_training_step_lowers_to_triton(in_place):
         jax.grad(loss), jax.tree.map(lambda a: S(a.shape, a.dtype), params), S((16, 8, 64), jnp.float16),
         S((16,), jnp.int32),
     )
-    assert text.count("__gpu$xla.gpu.triton") == 1
-    assert "stablehlo.while" in text
+    # the in-place form's backward step is a kernel too; the step form keeps XLA's backward scan
+    assert text.count("__gpu$xla.gpu.triton") == (2 if in_place else 1)
+    assert text.count("stablehlo.while") == 2
     if in_place:  # the [time, ...] buffers are updated in place: outputs alias operands
         assert "output_operand_alias" in text
 
 
-def test_in_place_loop_body_is_the_kernel():
-    """In the in-place form the forward loop body holds no slice or update around the kernel."""
+@pytest.mark.parametrize("mode", ["forward", "train"])
+def test_in_place_loop_body_is_the_kernel(mode):
+    """In the in-place form the loop bodies (forward, and backward in training) hold no slice or
+    update around the kernel."""
     params = init_lstm_params(jax.random.key(0), 64, 64, dtype=jnp.float16)
     S = jax.ShapeDtypeStruct
 
     def body_of(cfg):
-        text = _export_for_cuda(
-            lambda p, x: lstm_scan(p, x, step_kernel=cfg, hoist_input=True)[0],
-            jax.tree.map(lambda a: S(a.shape, a.dtype), params), S((16, 8, 64), jnp.float16),
-        )
-        return text
+        def fwd(p, x):
+            return lstm_scan(p, x, step_kernel=cfg, hoist_input=True)[0]
+
+        fn = fwd if mode == "forward" else jax.grad(lambda p, x: jnp.sum(fwd(p, x).astype(jnp.float32)))
+        return _export_for_cuda(fn, jax.tree.map(lambda a: S(a.shape, a.dtype), params), S((16, 8, 64), jnp.float16))
+
     in_place = body_of(PallasLSTMStep(interpret=False))
     step = body_of(PallasLSTMStep(interpret=False, in_place=False))
     assert "dynamic_update_slice" not in in_place and "dynamic_slice" not in in_place
