@@ -7,7 +7,7 @@
 #   OUT=/tmp/l PRESET=smoke PYTHON=.venv/bin/python bash scripts/gpu_lstm.sh   # CPU dry run, ~1 min
 #
 # Through the device tool (the whole call must end inside its 600 s limit; start-up comes on top):
-#   run(command="PACK=$OUT bash scripts/gpu_lstm.sh", timeout_s=420)
+#   run(command="PACK=$OUT bash scripts/gpu_lstm.sh", timeout_s=560)   # its step limits add up to ~510 s
 # Steps (each under its own `timeout`; a step that fails or is cut leaves the others running):
 #   0. the Pallas (Triton) LSTM step against the XLA step, outputs and gradients, float32 and float16
 #      (scripts/check_pallas_lstm.py -> pallas_check.jsonl): the first run of that kernel on a GPU;
@@ -29,10 +29,10 @@ cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-profiles/${gpu_name:-gpu}/lstm}
 PRESET=${PRESET:-gpu-lstm-stack}
 PY=${PYTHON:-python3}
-SWEEP_LIMIT=${SWEEP_LIMIT:-200}
+SWEEP_LIMIT=${SWEEP_LIMIT:-180}
 KERNEL_LIMIT=${KERNEL_LIMIT:-60}
-CHECK_LIMIT=${CHECK_LIMIT:-90}
-FLAGS_LIMIT=${FLAGS_LIMIT:-40}
+CHECK_LIMIT=${CHECK_LIMIT:-75}
+FLAGS_LIMIT=${FLAGS_LIMIT:-45}
 PACK=${PACK:-}
 mkdir -p "$OUT"
 print_machine

@@ -233,6 +233,7 @@ PRESETS: dict[str, Preset] = {
     "gpu-lstm-flags": Preset(
         grids=(
             Grid(("torch-lstm", "lstm"), (1024,), (16,), (768,), dtypes=("float16",)),
+            Grid(("lstm",), (1024,), (16,), (768,), dtypes=("float16",), options=({"step_kernel": "pallas"},)),
             Grid(("torch-lstm",), (1024,), (16,), (1024,), dtypes=("float16",), options=({"layers": 8},)),
             Grid(("lstm-layer",), (1024,), (16,), (1024,), dtypes=("float16",),
                  options=({"layers": 8, "schedule": "wavefront"},)),
