@@ -231,7 +231,7 @@ def lstm_step_pallas(
 
     Returns:
       ``(h_new [batch, hidden] in h's dtype, c_new [batch, hidden] in c's dtype)``, then ``k, pf``
-      with ``save``. ``batch`` must be a multiple of ``config.block_batch`` (``lstm_scan`` pads).
+      with ``save``. ``batch`` must be a positive multiple of ``config.block_batch`` (``lstm_scan`` pads).
     """
     config = config or PallasLSTMStep()
     batch, hidden = h.shape
@@ -254,8 +254,11 @@ def _checked_tiling(kind: str, config: PallasLSTMStep, gx, h, c, w_hh, *, lead: 
     for name, a in (("gx", gx), ("c", c), ("w_hh", w_hh)):
         if tuple(a.shape) != want[name]:
             raise ValueError(f"{kind}: `{name}` must have shape {want[name]}, got {tuple(a.shape)}")
-    if batch % config.block_batch:
-        raise ValueError(f"{kind}: batch ({batch}) must be a multiple of block_batch ({config.block_batch})")
+    if batch == 0 or batch % config.block_batch:
+        raise ValueError(
+            f"{kind}: batch ({batch}) must be a positive multiple of block_batch ({config.block_batch}); "
+            "lstm_scan pads it"
+        )
     return config.block_batch, config.block_hidden, config.k_block(hidden)
 
 
@@ -303,7 +306,7 @@ def lstm_sequence_pallas(
         sequence's end its output is zero and its state is held, as in ``lax.scan`` with a mask.
       save: also return the backward products ``(k [time, batch, 4H], pf [time, batch, 2H])``.
       unroll: the ``fori_loop`` unroll factor.
-      config: tiling and backend (``batch`` a multiple of ``block_batch``).
+      config: tiling and backend (``batch`` a positive multiple of ``block_batch``).
 
     Returns:
       ``(out [time, batch, hidden], (h_T, c_T), (k, pf) or None)``.

@@ -684,7 +684,9 @@ def _lstm_body(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, 
     def core(xx, state0, lens):
         hh, cc = state0
         batch = xx.shape[0]
-        pad = -batch % kernel.block_batch if kernel is not None else 0
+        pad = 0
+        if kernel is not None:  # an empty batch gets one block too: the kernel's grid cannot be empty
+            pad = -batch % kernel.block_batch or (kernel.block_batch if batch == 0 else 0)
         if pad:
             # The kernel's programs own whole blocks of rows: padded rows (zero input, zero state,
             # length 0 where lengths are given) are computed and dropped.

@@ -85,8 +85,10 @@ def test_step_bfloat16_keeps_a_float32_cell():
 
 def test_step_bad_input():
     gx, h, c, w = _step_inputs(16, 32, jnp.float32)
-    with pytest.raises(ValueError, match="batch \\(8\\) must be a multiple of block_batch"):
+    with pytest.raises(ValueError, match="batch \\(8\\) must be a positive multiple of block_batch"):
         lstm_step_pallas(gx[:8], h[:8], c[:8], w)
+    with pytest.raises(ValueError, match="batch \\(0\\) must be a positive multiple"):
+        lstm_step_pallas(gx[:0], h[:0], c[:0], w)
     with pytest.raises(ValueError, match="`w_hh` must have shape \\(32, 128\\)"):
         lstm_step_pallas(gx, h, c, w[:, :64])
     with pytest.raises(ValueError, match="`gx` must have shape"):
@@ -265,6 +267,17 @@ def test_sequence_backward_equals_xla_backward_scan(masked):
             np.testing.assert_allclose(np.asarray(g), np.asarray(w_), rtol=1e-12, atol=1e-12)
         with pytest.raises(ValueError, match="`pf` must have shape"):
             lstm_sequence_backward_pallas(dy, k, pf[..., :h], dh_T, dc_T, w)
+
+
+@pytest.mark.parametrize("shape", [(3, 0, I), (0, 4, I)], ids=["no-time", "no-batch"])
+def test_scan_empty_inputs(shape):
+    params, _, _ = _scan_inputs()
+    x = jnp.zeros(shape)
+    for form in FORMS.values():
+        out, (h, c) = lstm_scan(params, x, step_kernel=form)
+        assert out.shape == (shape[0], shape[1], H) and h.shape == c.shape == (shape[0], H)
+        grads = jax.grad(lambda p: jnp.sum(lstm_scan(p, x, step_kernel=form)[1][1]))(params)
+        assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
 
 
 @pytest.mark.parametrize(
