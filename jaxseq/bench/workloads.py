@@ -11,10 +11,8 @@ False), `schedule` ("lstm-layer": how `jaxseq.nn.LSTM` runs its stack, see its d
 "auto"), `step_kernel` ("lstm", "lstm-layer": "xla" or "pallas", one Pallas kernel per forward time
 step, `jaxseq.ops.pallas_lstm`; default "xla") with `block_hidden` (its tiling; default 16) and
 `pallas_in_place` (false: the step kernel inside `lax.scan` instead of one launch per step; default
-true) and, for
-data-parallel points,
-`devices` and `parallel` ("jit" | "pmap"). `build_workload(point)` returns a `Workload` whose `fn(*args)`
-is one step: "forward" returns the outputs, "train" returns the gradients of a mean loss with respect
+true) and, for data-parallel points, `devices` and `parallel` ("jit" | "pmap"). `build_workload(point)`
+returns a `Workload` whose `fn(*args)` is one step: "forward" returns the outputs, "train" returns the gradients of a mean loss with respect
 to the parameters and the inputs (what a training step's backward pass computes; no optimizer update).
 
 Models (`MODELS`):

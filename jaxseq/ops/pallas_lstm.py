@@ -10,7 +10,8 @@ Why: on a GPU an LSTM time step is bound by kernel launches, not FLOPs. XLA runs
     c' = f * c + i * g                    h' = o * tanh(c')
 
 and, for the custom backward pass, the products ``k`` [4H] and ``pf`` [2H] of
-``jaxseq.ops.rnn._lstm_backward_coefficients`` (same formulas, same dtypes). The backward step
+``jaxseq.ops.rnn._lstm_backward_coefficients`` in the same dtypes (the cell and the products are
+``jaxseq.ops._lstm_math``'s functions, which the XLA scans use too). The backward step
 (:func:`lstm_sequence_backward_pallas`, the in-place form's) is one kernel too: the cell's VJP from
 ``k`` and ``pf`` (multiply-adds) and ``dh_{t-1} = dz_t @ w_hh^T``. Each program needs the whole row of
 ``dz_t`` for its block of ``dh_{t-1}``, so it rebuilds it chunk by chunk (cheap elementwise work, read
@@ -38,6 +39,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from jaxseq.ops._lstm_math import backward_products, cell_forward
 
 Array = jax.Array
 
@@ -163,26 +166,21 @@ def _step_kernel(hidden: int, bb: int, bh: int, bk: int, save: bool, acc: Any, *
         def gate_cols(gate: int):
             return pl.ds(gate * hidden + col0, bh)
 
-        def at_t(ref, cols):  # this program's block of ref, at step t when the ref spans time
+        def at_t(cols):  # this program's block of a gx/k/pf ref, at step t when those span time
             return (t, rows, cols) if in_place else (rows, cols)
 
-        z = [gx_ref[at_t(gx_ref, gate_cols(q))].astype(acc) for q in range(4)]
+        z = [gx_ref[at_t(gate_cols(q))].astype(acc) for q in range(4)]
         # The recurrent matmul in row chunks: one [bb, bk] slice of h feeds all four gates' dots.
         for kk in range(hidden // bk):
             hk = h_ref[rows, pl.ds(kk * bk, bk)]
             for q in range(4):
                 w = w_ref[pl.ds(kk * bk, bk), gate_cols(q)]
                 z[q] = z[q] + jnp.dot(hk, w, preferred_element_type=acc)
-        i = jax.nn.sigmoid(z[0])
-        f = jax.nn.sigmoid(z[1])
-        g = jnp.tanh(z[2])
-        o = jax.nn.sigmoid(z[3])
-        c_prev = c_ref[rows, pl.ds(col0, bh)].astype(acc)
-        c_new = f * c_prev + i * g
-        tc = jnp.tanh(c_new)
-        h_ref_out, c_ref_out = out_refs[0], out_refs[1]
         own = pl.ds(col0, bh)
-        h_new = (o * tc).astype(h_ref_out.dtype)
+        c_prev = c_ref[rows, own].astype(acc)
+        gates, c_new, tc = cell_forward(*z, c_prev)
+        h_ref_out, c_ref_out = out_refs[0], out_refs[1]
+        h_new = (gates[3] * tc).astype(h_ref_out.dtype)
         out = h_new
         if masked:
             # The scan's masked carry: past a sequence's end the state is held and the output is 0.
@@ -199,11 +197,11 @@ def _step_kernel(hidden: int, bb: int, bh: int, bk: int, save: bool, acc: Any, *
             out_buf[t, rows, own] = out.astype(out_buf.dtype)
         if save:
             k_ref, pf_ref = out_refs[3:5] if in_place else out_refs[2:4]
-            ks = (g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g), tc * o * (1.0 - o))
+            ks, (pf_h, pf_c) = backward_products(gates, c_prev, tc)
             for q in range(4):
-                k_ref[at_t(k_ref, gate_cols(q))] = ks[q].astype(k_ref.dtype)
-            pf_ref[at_t(pf_ref, own)] = (o * (1.0 - tc * tc)).astype(pf_ref.dtype)
-            pf_ref[at_t(pf_ref, pl.ds(hidden + col0, bh))] = f.astype(pf_ref.dtype)
+                k_ref[at_t(gate_cols(q))] = ks[q].astype(k_ref.dtype)
+            pf_ref[at_t(own)] = pf_h.astype(pf_ref.dtype)
+            pf_ref[at_t(pl.ds(hidden + col0, bh))] = pf_c.astype(pf_ref.dtype)
 
     return kernel
 

@@ -78,6 +78,7 @@ import numpy as np
 from jax import lax
 
 from jaxseq.ops._checks import as_array, as_params, check_forward_mode, explain_forward_mode, int_at_least
+from jaxseq.ops._lstm_math import backward_products, cell_forward
 from jaxseq.ops.pallas_lstm import (
     PallasLSTMStep,
     lstm_sequence_backward_pallas,
@@ -380,18 +381,19 @@ def _time_mask(lengths: Array | None, time: int) -> Array | None:
     return (jnp.arange(time, dtype=jnp.int32)[:, None] < lengths[None, :])[:, :, None]  # [T, B, 1]
 
 
+def _mask_lengths(mask: Array | None) -> Array | None:
+    """The lengths [B] behind a :func:`_time_mask` [T, B, 1] (the Pallas kernels take lengths)."""
+    return None if mask is None else jnp.sum(mask[:, :, 0], axis=0, dtype=jnp.int32)
+
+
 def _lstm_pointwise(z: Array, c: Array, hidden: int):
     """The LSTM cell's elementwise part, shared by every scan (one layer, both directions, wavefront).
 
     z [..., 4H] pre-activations in gate order i, f, g, o and c [..., H] = c_{t-1}, both in the
     accumulation dtype. Returns the activations (i, f, g, o), c_t and h_t (accumulation dtype).
     """
-    i = jax.nn.sigmoid(z[..., :hidden])
-    f = jax.nn.sigmoid(z[..., hidden : 2 * hidden])
-    g = jnp.tanh(z[..., 2 * hidden : 3 * hidden])
-    o = jax.nn.sigmoid(z[..., 3 * hidden :])
-    c_new = f * c + i * g
-    return (i, f, g, o), c_new, o * jnp.tanh(c_new)
+    gates, c_new, tc = cell_forward(*(z[..., q * hidden : (q + 1) * hidden] for q in range(4)), c)
+    return gates, c_new, gates[3] * tc
 
 
 def _lstm_backward_coefficients(gates, c_prev: Array, c_new: Array, dtype: Any) -> tuple[Array, Array]:
@@ -405,12 +407,9 @@ def _lstm_backward_coefficients(gates, c_prev: Array, c_new: Array, dtype: Any) 
     activations, then four gate products) cost as much as its matmul; computed here, in the forward
     step that already holds every factor, they leave the backward step two multiply-adds.
     """
-    i, f, g, o = gates
     tc = jnp.tanh(c_new)  # the same tanh as h_t = o * tanh(c_t): XLA computes it once
-    k = jnp.concatenate(
-        [g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g), tc * o * (1.0 - o)], axis=-1
-    )
-    return k.astype(dtype), jnp.concatenate([o * (1.0 - tc * tc), f], axis=-1).astype(dtype)
+    k, pf = backward_products(gates, c_prev, tc)
+    return jnp.concatenate(k, axis=-1).astype(dtype), jnp.concatenate(pf, axis=-1).astype(dtype)
 
 
 def _lstm_coefficient_vjp(k: Array, pf: Array, dh: Array, dc: Array, hidden: int):
@@ -450,15 +449,15 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
     """
     acc = c0.dtype
     hidden = w_hh.shape[0]
-    if kernel is not None and kernel.in_place:
-        # One kernel launch per step, reading the hoisted projection and writing the outputs in place.
-        gx = jnp.einsum("tbi,ig->tbg" if time_major else "bti,ig->tbg", x, w_ih) + b
-        lengths = None if mask is None else jnp.sum(mask[:, :, 0], axis=0, dtype=jnp.int32)
-        return lstm_sequence_pallas(gx, h0, c0, w_hh, lengths=lengths, save=save, unroll=unroll, config=kernel)
-    if hoist:
+    in_place = kernel is not None and kernel.in_place
+    if hoist or in_place:  # the in-place kernel reads its step of the hoisted projection itself
         xs = jnp.einsum("tbi,ig->tbg" if time_major else "bti,ig->tbg", x, w_ih) + b
     else:
         xs = x if time_major else jnp.swapaxes(x, 0, 1)
+    if in_place:
+        # One kernel launch per step, writing the outputs and saved products in place.
+        return lstm_sequence_pallas(xs, h0, c0, w_hh, lengths=_mask_lengths(mask), save=save, unroll=unroll,
+                                    config=kernel)
 
     def step(carry, inp):
         h, c = carry
@@ -523,10 +522,9 @@ def _lstm_custom_bwd_body(hoist, unroll, kernel, res, cts):
     cdt = w_hh.dtype
     if kernel is not None and kernel.in_place:
         # One Pallas launch per backward step; the step form (in_place=False) keeps the XLA scan below.
-        lengths = None if mask is None else jnp.sum(mask[:, :, 0], axis=0, dtype=jnp.int32)
         dz, (dh0, dc0) = lstm_sequence_backward_pallas(
-            d_out.astype(cdt), k, pf, d_hT.astype(acc), d_cT.astype(acc), w_hh, lengths=lengths, unroll=unroll,
-            config=kernel,
+            d_out.astype(cdt), k, pf, d_hT.astype(acc), d_cT.astype(acc), w_hh, lengths=_mask_lengths(mask),
+            unroll=unroll, config=kernel,
         )
     else:
         dz, (dh0, dc0) = _lstm_backward_scan(w_hh, k, pf, mask, d_out, d_hT, d_cT, unroll)
