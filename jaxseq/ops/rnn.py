@@ -424,12 +424,25 @@ def _lstm_coefficient_vjp(k: Array, pf: Array, dh: Array, dc: Array, hidden: int
     return dz, dct * pf[..., hidden:]
 
 
+def _rows_gram(a: Array, b: Array) -> Array:
+    """``a^T b`` over every leading row: a [..., K], b [..., N] with the same leading shape -> [K, N].
+
+    Why not ``einsum("tbk,tbn->kn")``: XLA:CPU (YNNPACK) ran that dot with two contracting dimensions
+    at ~180 GFLOP/s, and the same dot on the arrays flattened to [T*B, K] and [T*B, N] at ~330 (the
+    LSTM's weight gradients at T=1024, B=32, H=256: 91-100 against 52 ms each, 2026-12-04). The
+    reshapes of contiguous leading axes are free.
+    """
+    return jnp.matmul(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
+
+
 def _shift_prev(h0: Array, out_tm: Array) -> Array:
     """h_{t-1} for every t, time-major: [h0, out_0, ..., out_{T-2}].
 
     Outputs past a sequence's end are zero rather than the carried state, but the gate cotangents
     there are zero too, so the weight gradient is unaffected.
     """
+    if out_tm.shape[0] == 0:
+        return out_tm
     return jnp.concatenate([h0[None].astype(out_tm.dtype), out_tm[:-1]], axis=0)
 
 
@@ -531,8 +544,8 @@ def _lstm_custom_bwd_body(hoist, unroll, kernel, res, cts):
     # dz [T, B, 4H]: one big matmul each over all batch*time rows, all time-major; dx is transposed
     # to batch-major once, at the end ([T, B, I] is a quarter of dz's size).
     h_prev = _shift_prev(h0, out)
-    d_w_ih = jnp.einsum("tbi,tbg->ig", x_tm, dz)
-    d_w_hh = jnp.einsum("tbh,tbg->hg", h_prev, dz)
+    d_w_ih = _rows_gram(x_tm, dz)
+    d_w_hh = _rows_gram(h_prev, dz)
     d_b = jnp.sum(dz, axis=(0, 1), dtype=acc).astype(cdt)
     dx = jnp.swapaxes(jnp.einsum("tbg,gi->tbi", dz, w_ih.T), 0, 1)
     return d_w_ih, d_w_hh, d_b, dx, dh0.astype(h0.dtype), dc0.astype(acc), None
