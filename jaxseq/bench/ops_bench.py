@@ -147,8 +147,13 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _faults_large_buffers(mem: dict[str, Any]) -> bool:
+    """True where malloc'd buffers get 4 KiB pages: THP not "always" and glibc's hugetlb tunable off."""
+    return mem.get("transparent_hugepage") != "always" and mem.get("malloc_hugetlb") in (None, "", "0")
+
+
 def _cmd(args: argparse.Namespace) -> int:
-    from jaxseq.bench.sweep import machine_fingerprint, machine_id, machine_slug
+    from jaxseq.bench.sweep import machine_fingerprint, machine_id, machine_slug, memory_info, memory_label
     from jaxseq.bench.timing import format_table, machine_load
     import jax
 
@@ -157,7 +162,11 @@ def _cmd(args: argparse.Namespace) -> int:
     fp = machine_fingerprint()
     print(f"jaxseq bench ops on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
           f"{os.cpu_count()} CPUs, load {machine_load()}; machine {machine_slug(fp)} "
-          f"(id {machine_id(fp)})", flush=True)
+          f"(id {machine_id(fp)}); large buffers: {memory_label(memory_info())}", flush=True)
+    if jax.default_backend() == "cpu" and _faults_large_buffers(memory_info()):
+        print("note: malloc gets no huge pages in this process (JAXSEQ_HUGEPAGES=0, glibc < 2.35 or THP "
+              "off), so every step page-faults its large buffers; that slows torch's LSTM more than "
+              "jax's, and the ratios differ from runs with huge pages (README, 'Huge pages')", flush=True)
     rows = run_ops_bench(args)
     print(format_table(rows, _COLUMNS))
     for line in target_lines(rows):

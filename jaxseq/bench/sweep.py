@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterable, Iterator
 __all__ = ["STATUSES", "Sweep", "point_key", "classify_exception", "environment_info",
            "load_records", "read_jsonl", "append_jsonl", "FINGERPRINT_FIELDS", "machine_fingerprint",
            "machine_id", "machine_slug", "machine_label", "machine_fields", "record_fingerprint",
-           "record_machine_id", "machine_folder", "PROFILES_ROOT"]
+           "record_machine_id", "machine_folder", "PROFILES_ROOT", "memory_info", "memory_label"]
 
 STATUSES = ("ok", "oom", "timeout", "error")
 _STARTUP_TIMEOUT_S = 300.0  # a worker importing jax on a loaded 2-core machine can take a while
@@ -276,6 +276,44 @@ def machine_folder(*parts: str, fp: dict[str, Any] | None = None,
     return Path(root, machine_slug(fp), *[p for p in parts if p])
 
 
+_THP_PATH = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def memory_info(thp_path: str | os.PathLike = _THP_PATH) -> dict[str, Any]:
+    """How this process gets its large buffers: the kernel's transparent-huge-page mode and glibc's
+    malloc huge-page tunable.
+
+    Why it is recorded: on the CPU every jitted step allocates its large temporaries afresh, and
+    with 4 KiB pages the first write to each page faults. On the 2-core EPYC (THP ``madvise``) a
+    fresh 128 MB array took 31-34 ms to fill and 3-5 ms with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``
+    (2026-12-04), and the setting moved the one-layer LSTM's ratio to torch from 1.1-1.2x to 0.8x,
+    since torch's step gains more. The `jaxseq` command sets it (``jaxseq.cli.hugepage_env``) unless
+    ``JAXSEQ_HUGEPAGES=0``; a script started with plain ``python`` does not get it.
+
+    Returns ``{"transparent_hugepage": "always" | "madvise" | "never" | None, "malloc_hugetlb":
+    str | None}``: the selected THP mode (None where the file is missing) and the value of
+    ``glibc.malloc.hugetlb`` in ``GLIBC_TUNABLES`` (None where unset; "1" = madvise THP for malloc).
+    """
+    try:
+        text = Path(thp_path).read_text()
+        m = re.search(r"\[(\w+)\]", text)
+        thp = m.group(1) if m else (text.strip() or None)
+    except OSError:
+        thp = None
+    m = re.search(r"glibc\.malloc\.hugetlb=([^:]*)", os.environ.get("GLIBC_TUNABLES") or "")
+    return {"transparent_hugepage": thp, "malloc_hugetlb": m.group(1) if m else None}
+
+
+def memory_label(mem: dict[str, Any] | None) -> str:
+    """Short text for reports: "THP always", "THP madvise + malloc hugetlb=1", or "not recorded"."""
+    if not isinstance(mem, dict) or not (mem.get("transparent_hugepage") or mem.get("malloc_hugetlb")):
+        return "not recorded"
+    text = f"THP {mem.get('transparent_hugepage') or '?'}"
+    if mem.get("malloc_hugetlb") not in (None, "", "0"):
+        text += f" + malloc hugetlb={mem['malloc_hugetlb']}"
+    return text
+
+
 def environment_info() -> dict[str, Any]:
     """Versions, device, machine fingerprint, load and a UTC timestamp: what every record carries."""
     return {
@@ -285,6 +323,7 @@ def environment_info() -> dict[str, Any]:
         "load": _load(),
         # XLA_FLAGS change the compiled program (command buffers, autotuning): keep them with it.
         "xla_flags": os.environ.get("XLA_FLAGS") or None,
+        "memory": memory_info(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

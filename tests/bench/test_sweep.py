@@ -169,3 +169,28 @@ def test_resume_is_per_machine(tmp_path, monkeypatch):
                                           "device": {"backend": "cpu", "cpu_count": 4},
                                           "versions": {"jax": "0.10.2"}}) + "\n" for p in points))
     assert Sweep(legacy, points, square, progress=False).pending() == points
+
+
+@pytest.mark.parametrize("text, tunables, thp, hugetlb, label", [
+    ("always [madvise] never\n", None, "madvise", None, "THP madvise"),
+    ("[always] madvise never\n", "glibc.malloc.hugetlb=1", "always", "1", "THP always + malloc hugetlb=1"),
+    ("always madvise [never]\n", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0", "never", "0", "THP never"),
+    (None, "glibc.malloc.hugetlb=2", None, "2", "THP ? + malloc hugetlb=2"),
+])
+def test_memory_info(tmp_path, monkeypatch, text, tunables, thp, hugetlb, label):
+    from jaxseq.bench.sweep import memory_info, memory_label
+
+    path = tmp_path / "enabled"
+    if text is not None:
+        path.write_text(text)
+    if tunables is None:
+        monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    else:
+        monkeypatch.setenv("GLIBC_TUNABLES", tunables)
+    info = memory_info(path)
+    assert info == {"transparent_hugepage": thp, "malloc_hugetlb": hugetlb}
+    assert memory_label(info) == label
+    assert memory_label(None) == memory_label({}) == "not recorded"
+    from jaxseq.bench.sweep import environment_info
+
+    assert environment_info()["memory"] == memory_info()

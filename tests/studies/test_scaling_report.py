@@ -222,3 +222,37 @@ def test_report_stack_targets(tmp_path):
     assert "scale sweep: 0.50x (NOT met" in eight["layers"]
     assert "scale sweep: 1.43x (met" in eight["wavefront"]
     assert "scale sweep: 0.80x (NOT met" in eight["pallas"] and "(pallas step)" in eight["pallas"]
+
+
+def test_report_keeps_bench_rows_per_huge_page_setting(tmp_path):
+    # The same points measured with and without malloc huge pages: both ratios are reported, each
+    # with its setting, and neither overwrites the other (issue 13: the setting moves the ratio).
+    bench = []
+    for mem, (t_torch, t_jax) in (({"transparent_hugepage": "madvise", "malloc_hugetlb": None}, (0.50, 0.45)),
+                                  ({"transparent_hugepage": "madvise", "malloc_hugetlb": "1"}, (0.30, 0.36))):
+        for model, secs in (("torch-lstm", t_torch), ("lstm", t_jax)):
+            rec = record(model, 1024, secs, B=32, W=256)
+            bench.append({"bench": "ops", "case": "lstm", "status": "ok", "point": rec["point"],
+                          "result": rec["result"], **ENV, "memory": mem, "load": [0.1] * 3,
+                          "timestamp": "t"})
+    write_jsonl(tmp_path / "bench_ops.jsonl", bench)
+    study = report.load_study(tmp_path)
+    assert len(study.bench) == 4
+    line = next(ln for ln in report.target_lines(study) if "torch.nn.LSTM (batch 32" in ln)
+    assert "bench ops (THP madvise): 1.11x (met" in line
+    assert "bench ops (THP madvise + malloc hugetlb=1): 0.83x (NOT met" in line
+    out = tmp_path / "rep"
+    assert main(["report", "--in", str(tmp_path), "--out", str(out)]) == 0
+    text = (out / "REPORT.md").read_text()
+    assert "1.11x (450 vs 500 ms) (bench ops, THP madvise); 0.83x (360 vs 300 ms) (bench ops, THP madvise + malloc hugetlb=1)" in text
+    assert "| large buffers |" in text and "THP madvise + malloc hugetlb=1 |" in text
+
+
+def test_bench_rows_without_a_memory_setting_give_way_to_later_ones():
+    rec = lambda model, mem: {"point": {"model": model, "seq_len": 8}, **({"memory": mem} if mem else {})}  # noqa: E731
+    huge = {"transparent_hugepage": "madvise", "malloc_hugetlb": "1"}
+    rows = [rec("a", None), rec("b", None), rec("a", huge), rec("c", huge), rec("c", None)]
+    kept = report._newest_bench_rows(rows)
+    # a: the unstated row is superseded; b: only an unstated row; c: the unstated row is the newer
+    assert [(r["point"]["model"], "memory" in r) for r in kept] == [("b", False), ("a", True), ("c", True),
+                                                                    ("c", False)]

@@ -33,7 +33,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from jaxseq.bench.sweep import read_jsonl
+from jaxseq.bench.sweep import memory_label, read_jsonl
 from jaxseq.bench.workloads import model_label
 
 __all__ = ["TARGETS", "GPU_TARGETS", "Target", "loglog_slope", "load_study", "Study", "build_report", "write_report",
@@ -235,6 +235,19 @@ def _last_per_key(recs: list[dict[str, Any]], key) -> list[dict[str, Any]]:
     return list(last.values())
 
 
+def _newest_bench_rows(bench: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest bench ops row per point and large-buffer setting (`_bench_memory`).
+
+    A point measured with and without huge pages is two results, since the setting moves the ratio.
+    A row that does not record its setting (written before the field existed) is dropped once a
+    later row of the same point records one.
+    """
+    point = lambda r: json.dumps(r["point"], sort_keys=True)  # noqa: E731
+    last_recorded = {point(r): i for i, r in enumerate(bench) if _bench_memory(r)}
+    kept = [r for i, r in enumerate(bench) if _bench_memory(r) or last_recorded.get(point(r), -1) < i]
+    return _last_per_key(kept, lambda r: point(r) + _bench_memory(r))
+
+
 def load_study(folder: str | Path, machine: str | None = None, exclude: Iterable[str] = ()
                ) -> Study:
     """Read results.jsonl and bench_ops.jsonl of `folder` (either may be missing, not both).
@@ -258,7 +271,7 @@ def load_study(folder: str | Path, machine: str | None = None, exclude: Iterable
     records = [r for r in records if record_machine_id(r) == chosen.machine_id]
     bench = [r for r in bench if record_machine_id(r) == chosen.machine_id]
     records = _last_per_key(records, lambda r: r["key"])
-    bench = _last_per_key(bench, lambda r: json.dumps(r["point"], sort_keys=True))
+    bench = _newest_bench_rows(bench)
     if not records and not bench:
         raise ValueError(f"--in {folder}: the JSONL files hold no complete records"
                          + (" of another machine" if chosen.others and exclude else ""))
@@ -438,8 +451,28 @@ def anchor_rows(ser) -> list[list[Any]]:
     return rows
 
 
-def _bench_tps(study: Study, target: Target, model: str) -> tuple[float | None, dict | None]:
+def _bench_memory(rec: dict[str, Any]) -> str:
+    """The record's large-buffer setting (`jaxseq.bench.sweep.memory_info`), "" where not recorded."""
+    label = memory_label(rec.get("memory"))
+    return "" if label == "not recorded" else label
+
+
+def _bench_memories(study: Study) -> list[str]:
+    """The large-buffer settings of the bench ops rows, newest last ("" = not recorded)."""
+    seen: dict[str, None] = {}
+    for rec in study.bench:
+        seen.pop(_bench_memory(rec), None)
+        seen[_bench_memory(rec)] = None
+    return list(seen) or [""]
+
+
+def _bench_tps(study: Study, target: Target, model: str,
+               memory: str | None = None) -> tuple[float | None, dict | None]:
+    """The newest ok bench ops record of `model` at the target's settings (with `memory`: only
+    records measured under that large-buffer setting, see `_bench_memory`)."""
     for rec in reversed(study.bench):
+        if memory is not None and _bench_memory(rec) != memory:
+            continue
         if rec.get("status") == "ok" and target.matches(rec["point"], model):
             return (rec.get("result") or {}).get("tokens_per_s"), rec
     return None, None
@@ -451,7 +484,9 @@ def target_lines(study: Study) -> list[str]:
     gpu = _backend(study) == "gpu"
     for t in GPU_TARGETS if gpu else TARGETS:
         found = []
-        for source, recs in (("scale sweep", study.single), ("bench ops", None)):
+        sources = [("scale sweep", study.single, None)] + [
+            (f"bench ops ({mem})" if mem else "bench ops", None, mem) for mem in _bench_memories(study)]
+        for source, recs, mem in sources:
             if recs is not None:
                 m = [r for r in recs if t.matches(r["point"], t.model)]
                 a = [r for r in recs if t.matches(r["point"], t.anchor)]
@@ -459,8 +494,8 @@ def target_lines(study: Study) -> list[str]:
                 ta = a[-1]["result"]["tokens_per_s"] if a else None
                 load = (m[-1]["result"].get("load_before") or [None])[0] if m else None
             else:
-                tm, rec = _bench_tps(study, t, t.model)
-                ta, _ = _bench_tps(study, t, t.anchor)
+                tm, rec = _bench_tps(study, t, t.model, mem)
+                ta, _ = _bench_tps(study, t, t.anchor, mem)
                 load = ((rec or {}).get("result") or {}).get("load_before")
                 load = load[0] if load else None
             if tm and ta:
@@ -700,20 +735,29 @@ def _short_config(cfg: Config) -> str:
 
 def _target_cell(study: Study, t: Target) -> str:
     """tokens/s ratio of `t.model` over `t.anchor` with both step times, from the sweep or bench ops."""
-    for source, recs in (("", study.single), (" (bench ops)", None)):
-        if recs is not None:
-            m = [r for r in recs if t.matches(r["point"], t.model)]
-            a = [r for r in recs if t.matches(r["point"], t.anchor)]
-            rm, ra = (m[-1] if m else None), (a[-1] if a else None)
-        else:
-            rm, ra = _bench_tps(study, t, t.model)[1], _bench_tps(study, t, t.anchor)[1]
-        if rm and ra:
-            res_m, res_a = rm["result"], ra["result"]
-            if res_m.get("tokens_per_s") and res_a.get("tokens_per_s"):
-                r = res_m["tokens_per_s"] / res_a["tokens_per_s"]
-                return (f"{r:.2f}x ({res_m['median_s'] * 1e3:.3g} vs {res_a['median_s'] * 1e3:.3g} ms)"
-                        + source)
-    return "-"
+    m = [r for r in study.single if t.matches(r["point"], t.model)]
+    a = [r for r in study.single if t.matches(r["point"], t.anchor)]
+    cell = _ratio_text(m[-1] if m else None, a[-1] if a else None)
+    if cell:
+        return cell
+    # From bench ops: one ratio per large-buffer setting measured (huge pages or not), newest last.
+    cells = []
+    for mem in _bench_memories(study):
+        text = _ratio_text(_bench_tps(study, t, t.model, mem)[1], _bench_tps(study, t, t.anchor, mem)[1])
+        if text:
+            cells.append(text + (f" (bench ops, {mem})" if mem else " (bench ops)"))
+    return "; ".join(cells) or "-"
+
+
+def _ratio_text(rm: dict | None, ra: dict | None) -> str | None:
+    """"0.67x (532 vs 355 ms)": tokens/s of record `rm` over record `ra`, with both step times."""
+    if not (rm and ra):
+        return None
+    res_m, res_a = rm["result"], ra["result"]
+    if not (res_m.get("tokens_per_s") and res_a.get("tokens_per_s")):
+        return None
+    r = res_m["tokens_per_s"] / res_a["tokens_per_s"]
+    return f"{r:.2f}x ({res_m['median_s'] * 1e3:.3g} vs {res_a['median_s'] * 1e3:.3g} ms)"
 
 
 def _min_rnn_cell(study: Study, T: int) -> str:
@@ -1256,6 +1300,11 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
         md.append("")
     if study.bench:
         md += ["## bench ops (each case's torch anchor timed first, same process)", ""]
+        if any(_bench_memory(r) for r in study.bench):
+            md += ["'large buffers': the kernel's transparent-huge-page mode and glibc's malloc huge-page "
+                   "tunable in the measuring process. Without huge pages every step page-faults the "
+                   "large buffers it allocates afresh, which slows torch's LSTM more than jax's, so a "
+                   "ratio holds only for its setting.", ""]
         rows = []
         for r in study.bench:
             res, p = r.get("result") or {}, r["point"]
@@ -1264,9 +1313,9 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
                          res.get("median_s") and res["median_s"] * 1e3,
                          res.get("tokens_per_s"), r.get("ratio_vs_anchor"),
                          _mb((res.get("memory") or {}).get("temp_bytes")),
-                         (res.get("load_before") or [None])[0]])
+                         (res.get("load_before") or [None])[0], _bench_memory(r) or "-"])
         md += _table(["case", "T", "B", "impl", "status", "median ms", "tokens/s", "x anchor",
-                      "XLA temp MB", "load 1m"], rows)
+                      "XLA temp MB", "load 1m", "large buffers"], rows)
         md.append("")
     if study.failed:
         md += ["## Points that did not finish", ""]
