@@ -17,7 +17,7 @@ import gc
 import os
 import statistics
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 __all__ = [
     "Timing",
@@ -25,6 +25,8 @@ __all__ = [
     "time_fn",
     "time_compiled",
     "time_torch",
+    "time_paired",
+    "paired_ratios",
     "memory_of",
     "device_memory_stats",
     "peak_rss",
@@ -161,6 +163,53 @@ def time_torch(fn: Callable, *args: Any, warmup: int = 2, repeats: int = 5,
             sync()
             times.append(time.perf_counter() - t0)
     return _stats(times, None, load)
+
+
+def time_paired(steps: Sequence[Callable[[], Any]], *, rounds: int = 5, warmup: int = 1,
+                settle: int = 1) -> list[list[float]]:
+    """Time the steps in turn, one timed call of each per round; return ``times[i][r]`` (seconds).
+
+    Why: a shared host's speed drifts by tens of percent over minutes (on the 2-core EPYC the same
+    LSTM forward took 216 ms in one process and 125 ms in the next, 2026-12-04), so two steps timed
+    one after the other, minutes apart, compare the host's moods as much as the code. Steps timed in
+    the same round are seconds apart. Each ``steps[i]`` must run one step and block on its result.
+
+    ``settle`` untimed calls of a step come right before its timed call. Why: a step that follows
+    another program's step is not in its steady state. Timed straight after a jax step, torch's LSTM
+    step took 455-478 ms against 299 ms after its own (2026-12-04): the allocator had handed its
+    memory to the other program, and its pages had to be faulted in again. A training loop runs a
+    step after the same step. Round ``r`` starts at step ``r % len(steps)``.
+    """
+    n = len(steps)
+    if n < 1:
+        raise ValueError("time_paired: steps must hold at least one step")
+    for name, v, low in (("rounds", rounds, 1), ("warmup", warmup, 0), ("settle", settle, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"time_paired: {name} must be an int >= {low}, got {v!r}")
+    for _ in range(warmup):
+        for step in steps:
+            step()
+    times: list[list[float]] = [[0.0] * rounds for _ in range(n)]
+    for r in range(rounds):
+        for j in range(n):
+            i = (r + j) % n
+            for _ in range(settle):
+                steps[i]()
+            t0 = time.perf_counter()
+            steps[i]()
+            times[i][r] = time.perf_counter() - t0
+    return times
+
+
+def paired_ratios(anchor_times: Sequence[float], times: Sequence[float]) -> dict[str, Any]:
+    """Per-round speed of a step over the anchor (anchor time / step time; above 1 = faster) from
+    :func:`time_paired`'s times of the same rounds: median, min, max and the list."""
+    if len(anchor_times) != len(times) or not times:
+        raise ValueError(f"paired_ratios: need equal, non-empty round lists, got {len(anchor_times)} and "
+                         f"{len(times)}")
+    ratios = [a / t for a, t in zip(anchor_times, times)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": len(ratios),
+            "ratios": ratios}
 
 
 def memory_of(compiled: Any) -> dict[str, int | None]:

@@ -33,7 +33,8 @@ from typing import Any, Callable
 from jaxseq.bench import flops as F
 
 __all__ = ["Workload", "MODELS", "model_label", "RECURRENT_MODELS", "ATTENTION_MODELS", "build_workload",
-           "available_models", "normalize_point", "attention_backends", "measure_workload"]
+           "available_models", "normalize_point", "attention_backends", "measure_workload",
+           "blocked_step"]
 
 DTYPES = ("float32", "bfloat16", "float16")
 MODES = ("forward", "train", "generate")  # "generate": jaxseq.bench.generation
@@ -579,6 +580,36 @@ def measure_workload(w: Workload, *, warmup: int = 2, repeats: int = 5, dtype: s
         mfu=F.mfu(w.flops, t.median, peak) if w.flops else None,
     )
     return out
+
+
+def blocked_step(w: Workload) -> Callable[[], None]:
+    """One step of `w` that returns only when its result is ready (for `timing.time_paired`).
+
+    A jax workload is jitted here (its first call compiles: warm up before timing); a torch one runs
+    under `no_grad` when the workload asks for it and synchronises CUDA after the call.
+    """
+    import jax
+
+    if w.framework == "jax":
+        fn = w.fn if hasattr(w.fn, "lower") else jax.jit(w.fn)
+
+        def jax_step() -> None:
+            jax.block_until_ready(fn(*w.args))
+
+        return jax_step
+    import contextlib
+
+    import torch
+
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    ctx = torch.no_grad if w.no_grad else contextlib.nullcontext
+
+    def step() -> None:
+        with ctx():
+            w.fn(*w.args)
+        sync()
+
+    return step
 
 
 def _torch_cuda_memory() -> dict[str, int] | None:

@@ -114,3 +114,52 @@ def test_matmul_gflops_is_2n3_over_the_median_time(monkeypatch):
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="matmul_gflops: n must be a positive int"):
             matmul_gflops(bad)
+
+
+def test_time_paired_rotates_the_order_and_times_every_round(monkeypatch):
+    calls = []
+    clock = iter(range(1000))
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: float(next(clock)))
+    steps = [lambda i=i: calls.append(i) for i in range(3)]
+    times = timing.time_paired(steps, rounds=4, warmup=1, settle=0)
+    assert calls[:3] == [0, 1, 2]  # warm-up, in order
+    # round r starts at step r % 3
+    assert calls[3:] == [0, 1, 2, 1, 2, 0, 2, 0, 1, 0, 1, 2]
+    assert len(times) == 3 and all(len(t) == 4 for t in times)
+    assert all(x == 1.0 for t in times for x in t)  # one tick between each call's two clock reads
+    # settle: an untimed call of the same step right before each timed one
+    calls.clear()
+    timing.time_paired(steps, rounds=2, warmup=0, settle=1)
+    assert calls == [0, 0, 1, 1, 2, 2, 1, 1, 2, 2, 0, 0]
+
+
+def test_paired_ratios_are_per_round():
+    r = timing.paired_ratios([1.0, 2.0, 3.0], [0.5, 4.0, 3.0])
+    assert r["ratios"] == [2.0, 0.5, 1.0] and r["median"] == 1.0 and r["min"] == 0.5 and r["max"] == 2.0
+    assert r["rounds"] == 3
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        timing.paired_ratios([1.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize("kwargs, match", [({"rounds": 0}, "rounds"), ({"rounds": 1.5}, "rounds"),
+                                           ({"warmup": -1}, "warmup"), ({"rounds": True}, "rounds"),
+                                           ({"settle": -1}, "settle")])
+def test_time_paired_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        timing.time_paired([lambda: None], **kwargs)
+    with pytest.raises(ValueError, match="at least one step"):
+        timing.time_paired([])
+
+
+def test_blocked_step_runs_jax_and_torch_workloads():
+    import torch
+
+    from jaxseq.bench.workloads import Workload, blocked_step
+
+    seen = []
+    w = Workload("j", "jax", lambda x: x * 2, (jnp.ones(3),), tokens=3, flops=None)
+    blocked_step(w)()
+    t = Workload("t", "torch", lambda x: seen.append(torch.is_grad_enabled()), (1,), tokens=1, flops=None,
+                 no_grad=True)
+    blocked_step(t)()
+    assert seen == [False]

@@ -256,3 +256,24 @@ def test_bench_rows_without_a_memory_setting_give_way_to_later_ones():
     # a: the unstated row is superseded; b: only an unstated row; c: the unstated row is the newer
     assert [(r["point"]["model"], "memory" in r) for r in kept] == [("b", False), ("a", True), ("c", True),
                                                                     ("c", False)]
+
+
+def test_report_judges_bench_targets_on_paired_rounds(tmp_path):
+    bench = []
+    for model, secs in (("torch-lstm", 0.30), ("lstm", 0.40)):
+        rec = record(model, 1024, secs, B=32, W=256)
+        row = {"bench": "ops", "case": "lstm", "status": "ok", "point": rec["point"], "result": rec["result"],
+               **ENV, "load": [0.1] * 3, "timestamp": "t"}
+        if model == "lstm":  # separate medians say 0.75x; the rounds timed seconds apart say ~1.02x
+            row["paired"] = {"median": 1.02, "min": 0.97, "max": 1.1, "rounds": 3, "ratios": [0.97, 1.02, 1.1],
+                             "times_s": [0.31, 0.3, 0.29], "anchor_times_s": [0.3, 0.306, 0.319]}
+        bench.append(row)
+    write_jsonl(tmp_path / "bench_ops.jsonl", bench)
+    line = next(ln for ln in report.target_lines(report.load_study(tmp_path)) if "torch.nn.LSTM (batch 32" in ln)
+    assert "bench ops: 1.02x paired, 0.97-1.10 over 3 rounds (met" in line
+    assert "0.75x from the separate medians" in line
+    out = tmp_path / "rep"
+    assert main(["report", "--in", str(tmp_path), "--out", str(out)]) == 0
+    text = (out / "REPORT.md").read_text()
+    assert "0.75x (400 vs 300 ms), 1.02x paired (bench ops)" in text
+    assert "| x anchor paired |" in text

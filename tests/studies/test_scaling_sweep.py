@@ -5,7 +5,8 @@ import pytest
 
 from jaxseq.studies.scaling import sweep as scale
 from jaxseq.bench.sweep import load_records
-from jaxseq.cli import main
+from jaxseq.bench import ops_bench
+from jaxseq.cli import build_parser, main
 
 
 def test_build_points_overrides_and_filters():
@@ -83,6 +84,22 @@ def test_bench_ops_tiny(capsys, tmp_path):
     recs = [json.loads(l) for l in out.read_text().splitlines()]
     # lstm 3 + 4-layer stack 4 + bidirectional stack 5 + attention 2
     assert len(recs) == 14 and all(r["status"] == "ok" for r in recs), [r.get("result") for r in recs]
+    # paired rounds (default 5): every impl but the anchor, one per round, judged in the target lines
+    for r in recs:
+        if r["point"]["model"].startswith("torch-") or r["point"]["model"] == "torch-sdpa":
+            assert "paired" not in r
+        else:
+            p = r["paired"]
+            assert p["rounds"] == 5 and len(p["times_s"]) == len(p["anchor_times_s"]) == 5
+            assert p["median"] == sorted(p["ratios"])[2]
+    assert "x anchor paired" in text
+    rows = {r["impl"]: r for r in ops_bench.run_ops_bench(
+        build_parser().parse_args(argv[:-2] + ["--stacks", "--backends", "xla", "--lstm-lengths", "1024"]))}
+    assert rows["torch-lstm"]["paired"] is None and rows["lstm"]["paired"] > 0
+    assert "1.0x torch.nn.LSTM tokens/s at T=1024: " in ops_bench.target_lines(list(rows.values()))[0]
+    assert " paired (" in ops_bench.target_lines(list(rows.values()))[0]
+    assert main(argv[:-2] + ["--pairs", "0", "--out", str(tmp_path / "c.jsonl")]) == 0
+    assert not any("paired" in json.loads(l) for l in (tmp_path / "c.jsonl").read_text().splitlines())
 
 
 def test_gpu_preset_options_and_targets_first():
