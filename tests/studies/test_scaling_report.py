@@ -224,6 +224,14 @@ def test_report_stack_targets(tmp_path):
     assert "scale sweep: 0.80x (NOT met" in eight["pallas"] and "(pallas step)" in eight["pallas"]
 
 
+def _lstm_target_and_report(folder, bench):
+    """Write bench ops rows to `folder`; return (the one-layer LSTM target line, REPORT.md's text)."""
+    write_jsonl(folder / "bench_ops.jsonl", bench)
+    line = next(ln for ln in report.target_lines(report.load_study(folder)) if "torch.nn.LSTM (batch 32" in ln)
+    assert main(["report", "--in", str(folder), "--out", str(folder / "rep")]) == 0
+    return line, (folder / "rep" / "REPORT.md").read_text()
+
+
 def test_report_keeps_bench_rows_per_huge_page_setting(tmp_path):
     # The same points measured with and without malloc huge pages: both ratios are reported, each
     # with its setting, and neither overwrites the other (issue 13: the setting moves the ratio).
@@ -235,15 +243,10 @@ def test_report_keeps_bench_rows_per_huge_page_setting(tmp_path):
             bench.append({"bench": "ops", "case": "lstm", "status": "ok", "point": rec["point"],
                           "result": rec["result"], **ENV, "memory": mem, "load": [0.1] * 3,
                           "timestamp": "t"})
-    write_jsonl(tmp_path / "bench_ops.jsonl", bench)
-    study = report.load_study(tmp_path)
-    assert len(study.bench) == 4
-    line = next(ln for ln in report.target_lines(study) if "torch.nn.LSTM (batch 32" in ln)
+    line, text = _lstm_target_and_report(tmp_path, bench)
+    assert len(report.load_study(tmp_path).bench) == 4
     assert "bench ops (THP madvise): 1.11x (met" in line
     assert "bench ops (THP madvise + malloc hugetlb=1): 0.83x (NOT met" in line
-    out = tmp_path / "rep"
-    assert main(["report", "--in", str(tmp_path), "--out", str(out)]) == 0
-    text = (out / "REPORT.md").read_text()
     assert "1.11x (450 vs 500 ms) (bench ops, THP madvise); 0.83x (360 vs 300 ms) (bench ops, THP madvise + malloc hugetlb=1)" in text
     assert "| large buffers |" in text and "THP madvise + malloc hugetlb=1 |" in text
 
@@ -268,12 +271,8 @@ def test_report_judges_bench_targets_on_paired_rounds(tmp_path):
             row["paired"] = {"median": 1.02, "min": 0.97, "max": 1.1, "rounds": 3, "ratios": [0.97, 1.02, 1.1],
                              "times_s": [0.31, 0.3, 0.29], "anchor_times_s": [0.3, 0.306, 0.319]}
         bench.append(row)
-    write_jsonl(tmp_path / "bench_ops.jsonl", bench)
-    line = next(ln for ln in report.target_lines(report.load_study(tmp_path)) if "torch.nn.LSTM (batch 32" in ln)
+    line, text = _lstm_target_and_report(tmp_path, bench)
     assert "bench ops: 1.02x paired, 0.97-1.10 over 3 rounds (met" in line
     assert "0.75x from the separate medians" in line
-    out = tmp_path / "rep"
-    assert main(["report", "--in", str(tmp_path), "--out", str(out)]) == 0
-    text = (out / "REPORT.md").read_text()
     assert "0.75x (400 vs 300 ms), 1.02x paired (bench ops)" in text
     assert "| x anchor paired |" in text
