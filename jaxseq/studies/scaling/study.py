@@ -32,8 +32,9 @@ __all__ = ["DEFAULT_BENCH_ARGS", "bench_namespace", "bench_done", "run_study", "
 
 # The study's bench ops: the default lengths without attention at T=4096 (XLA's attention alone
 # takes ~3 min per step group there on two cores); blockwise attention and torch SDPA at T=4096 are
-# in the cpu preset.
-DEFAULT_BENCH_ARGS = ("--attn-lengths", "1024", "2048")
+# in the cpu preset. Three paired rounds rather than bench ops' five: each round times every
+# attention backend twice, and the XLA and naive kernels take seconds a step at T=2048.
+DEFAULT_BENCH_ARGS = ("--attn-lengths", "1024", "2048", "--pairs", "3")
 
 
 def bench_namespace(argv: list[str]) -> argparse.Namespace:
