@@ -164,7 +164,8 @@ def _pair_case(workloads: list[Any], rounds: int) -> list[dict[str, Any] | None]
         return [None] * len(workloads)
     try:
         times = time_paired([blocked_step(workloads[i]) for i in idx], rounds=rounds)
-    except Exception:  # e.g. out of memory with every workload alive: keep the unpaired results
+    except Exception as e:  # e.g. out of memory with every workload alive: keep the unpaired results
+        print(f"note: paired rounds skipped for this case ({type(e).__name__}: {str(e)[:200]})", flush=True)
         return [None] * len(workloads)
     out: list[dict[str, Any] | None] = [None] * len(workloads)
     for k, i in enumerate(idx[1:], start=1):

@@ -165,3 +165,22 @@ def test_pallas_step_points():
     assert {"lstm+pallas", "lstm+pallas-bh32", "lstm+pallas-step", "lstm-layer+L8+pallas"} <= labels
     res = scale.run_point({**base, "step_kernel": "pallas", "mode": "train", "warmup": 0, "repeats": 1})
     assert res["framework"] == "jax" and res["median_s"] > 0
+
+
+def test_pair_case_skips_failed_workloads_and_survives_errors(monkeypatch, capsys):
+    from jaxseq.bench import timing
+
+    calls = []
+    ok = lambda name: type("W", (), {"name": name})()  # noqa: E731
+    monkeypatch.setattr("jaxseq.bench.workloads.blocked_step", lambda w: (lambda: calls.append(w.name)))
+    out = ops_bench._pair_case([ok("anchor"), None, ok("b")], rounds=2)
+    assert out[0] is None and out[1] is None and out[2]["rounds"] == 2
+    assert set(calls) == {"anchor", "b"}
+    assert ops_bench._pair_case([None, ok("b")], rounds=2) == [None, None]  # no anchor: nothing to pair
+
+    def boom(*a, **k):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(timing, "time_paired", boom)
+    assert ops_bench._pair_case([ok("anchor"), ok("b")], rounds=2) == [None, None]
+    assert "paired rounds skipped for this case (MemoryError: out of memory)" in capsys.readouterr().out
