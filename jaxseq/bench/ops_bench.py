@@ -103,7 +103,6 @@ def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
         for i, point in enumerate(points):
             row: dict[str, Any] = {"case": case, "seq_len": T, "impl": model_label(point)}
-            w = None
             try:
                 w = build_workload(point)
                 res = measure_workload(w, warmup=args.warmup, repeats=args.repeats,
@@ -112,7 +111,7 @@ def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             except Exception as e:  # one failing impl (OOM at long T) must not stop the table
                 res, row["status"] = {"message": f"{type(e).__name__}: {e}"[:500]}, \
                     classify_exception(e)
-                w = None
+                w = None  # not paired
             workloads.append(w)
             tps = res.get("tokens_per_s")
             if i == 0:
