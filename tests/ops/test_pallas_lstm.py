@@ -260,8 +260,11 @@ def test_sequence_backward_equals_xla_backward_scan(masked):
         w = 0.3 * jax.random.normal(ks[5], (h, 4 * h), jnp.float64)
         lengths = jnp.asarray(np.arange(b) % (t + 1), jnp.int32) if masked else None
         mask = None if lengths is None else (jnp.arange(t)[:, None] < lengths[None, :])[:, :, None]
-        want_dz, (want_dh, want_dc) = rnn._lstm_backward_scan(w, k, pf, mask, dy, dh_T, dc_T, 1)
+        want_dz, (want_dh, want_dc), want_db = rnn._lstm_backward_scan(w, k, pf, mask, dy, dh_T, dc_T, 1)
         dz, (dh0, dc0) = lstm_sequence_backward_pallas(dy, k, pf, dh_T, dc_T, w, lengths=lengths)
+        # the XLA scan sums the bias gradient in its carry; it must equal the sum of its own dz
+        np.testing.assert_allclose(np.asarray(want_db), np.asarray(want_dz).sum(axis=(0, 1)), rtol=1e-12,
+                                   atol=1e-12)
         for g, w_ in ((dz, want_dz), (dh0, want_dh), (dc0, want_dc)):
             assert g.shape == w_.shape and g.dtype == w_.dtype
             np.testing.assert_allclose(np.asarray(g), np.asarray(w_), rtol=1e-12, atol=1e-12)
