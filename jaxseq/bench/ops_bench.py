@@ -205,23 +205,19 @@ def _rounds(text: str) -> int:
     return n
 
 
-def _faults_large_buffers(mem: dict[str, Any]) -> bool:
-    """True where malloc'd buffers get 4 KiB pages: THP not "always" and glibc's hugetlb tunable off."""
-    return mem.get("transparent_hugepage") != "always" and mem.get("malloc_hugetlb") in (None, "", "0")
-
-
 def _cmd(args: argparse.Namespace) -> int:
-    from jaxseq.bench.sweep import machine_fingerprint, machine_id, machine_slug, memory_info, memory_label
+    from jaxseq.bench.sweep import (huge_pages_on, machine_fingerprint, machine_id, machine_slug, memory_info,
+                                    memory_label)
     from jaxseq.bench.timing import format_table, machine_load
     import jax
 
     if args.target != "ops":  # pragma: no cover - argparse choices guard this
         raise ValueError(f"unknown bench target {args.target!r}")
-    fp = machine_fingerprint()
+    fp, mem = machine_fingerprint(), memory_info()
     print(f"jaxseq bench ops on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
           f"{os.cpu_count()} CPUs, load {machine_load()}; machine {machine_slug(fp)} "
-          f"(id {machine_id(fp)}); large buffers: {memory_label(memory_info())}", flush=True)
-    if jax.default_backend() == "cpu" and _faults_large_buffers(memory_info()):
+          f"(id {machine_id(fp)}); large buffers: {memory_label(mem)}", flush=True)
+    if jax.default_backend() == "cpu" and not huge_pages_on(mem):
         print("note: malloc gets no huge pages in this process (JAXSEQ_HUGEPAGES=0, glibc < 2.35 or THP "
               "off), so every step page-faults its large buffers; that slows torch's LSTM more than "
               "jax's, and the ratios differ from runs with huge pages (README, 'Huge pages')", flush=True)

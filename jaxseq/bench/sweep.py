@@ -49,7 +49,8 @@ from typing import Any, Callable, Iterable, Iterator
 __all__ = ["STATUSES", "Sweep", "point_key", "classify_exception", "environment_info",
            "load_records", "read_jsonl", "append_jsonl", "FINGERPRINT_FIELDS", "machine_fingerprint",
            "machine_id", "machine_slug", "machine_label", "machine_fields", "record_fingerprint",
-           "record_machine_id", "machine_folder", "PROFILES_ROOT", "memory_info", "memory_label"]
+           "record_machine_id", "machine_folder", "PROFILES_ROOT", "memory_info", "memory_label",
+           "huge_pages_on"]
 
 STATUSES = ("ok", "oom", "timeout", "error")
 _STARTUP_TIMEOUT_S = 300.0  # a worker importing jax on a loaded 2-core machine can take a while
@@ -304,12 +305,22 @@ def memory_info(thp_path: str | os.PathLike = _THP_PATH) -> dict[str, Any]:
     return {"transparent_hugepage": thp, "malloc_hugetlb": m.group(1) if m else None}
 
 
+def _malloc_hugetlb_on(mem: dict[str, Any]) -> bool:
+    return mem.get("malloc_hugetlb") not in (None, "", "0")
+
+
+def huge_pages_on(mem: dict[str, Any]) -> bool:
+    """Whether malloc'd buffers get huge pages under a `memory_info` setting: THP "always", or glibc's
+    hugetlb tunable on."""
+    return mem.get("transparent_hugepage") == "always" or _malloc_hugetlb_on(mem)
+
+
 def memory_label(mem: dict[str, Any] | None) -> str:
     """Short text for reports: "THP always", "THP madvise + malloc hugetlb=1", or "not recorded"."""
     if not isinstance(mem, dict) or not (mem.get("transparent_hugepage") or mem.get("malloc_hugetlb")):
         return "not recorded"
     text = f"THP {mem.get('transparent_hugepage') or '?'}"
-    if mem.get("malloc_hugetlb") not in (None, "", "0"):
+    if _malloc_hugetlb_on(mem):
         text += f" + malloc hugetlb={mem['malloc_hugetlb']}"
     return text
 

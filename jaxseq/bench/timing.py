@@ -25,6 +25,7 @@ __all__ = [
     "time_fn",
     "time_compiled",
     "time_torch",
+    "torch_step",
     "time_paired",
     "paired_ratios",
     "memory_of",
@@ -145,24 +146,34 @@ def time_torch(fn: Callable, *args: Any, warmup: int = 2, repeats: int = 5,
 
     On CUDA the device is synchronised around every call; on CPU torch calls are synchronous already.
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    step = torch_step(fn, *args, no_grad=no_grad)
+    load = machine_load()
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return _stats(times, None, load)
+
+
+def torch_step(fn: Callable, *args: Any, no_grad: bool = False) -> Callable[[], None]:
+    """One eager PyTorch call of `fn(*args)` that returns when it is done: under ``torch.no_grad``
+    with `no_grad`, and with CUDA synchronised after it (CPU calls are synchronous already)."""
     import torch
 
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     ctx = torch.no_grad if no_grad else contextlib.nullcontext
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    load = machine_load()
-    with ctx():
-        for _ in range(warmup):
+
+    def step() -> None:
+        with ctx():
             fn(*args)
         sync()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(*args)
-            sync()
-            times.append(time.perf_counter() - t0)
-    return _stats(times, None, load)
+
+    return step
 
 
 def time_paired(steps: Sequence[Callable[[], Any]], *, rounds: int = 5, warmup: int = 1,

@@ -590,26 +590,16 @@ def blocked_step(w: Workload) -> Callable[[], None]:
     """
     import jax
 
-    if w.framework == "jax":
-        fn = w.fn if hasattr(w.fn, "lower") else jax.jit(w.fn)
+    from jaxseq.bench import timing as T
 
-        def jax_step() -> None:
-            jax.block_until_ready(fn(*w.args))
+    if w.framework != "jax":
+        return T.torch_step(w.fn, *w.args, no_grad=w.no_grad)
+    fn = w.fn if hasattr(w.fn, "lower") else jax.jit(w.fn)
 
-        return jax_step
-    import contextlib
+    def jax_step() -> None:
+        jax.block_until_ready(fn(*w.args))
 
-    import torch
-
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    ctx = torch.no_grad if w.no_grad else contextlib.nullcontext
-
-    def step() -> None:
-        with ctx():
-            w.fn(*w.args)
-        sync()
-
-    return step
+    return jax_step
 
 
 def _torch_cuda_memory() -> dict[str, int] | None:

@@ -539,16 +539,16 @@ def _lstm_custom_bwd_body(hoist, unroll, kernel, res, cts):
             d_out.astype(cdt), k, pf, d_hT.astype(acc), d_cT.astype(acc), w_hh, lengths=_mask_lengths(mask),
             unroll=unroll, config=kernel,
         )
+        d_b = jnp.sum(dz, axis=(0, 1), dtype=acc)
     else:
-        dz, (dh0, dc0), d_b_acc = _lstm_backward_scan(w_hh, k, pf, mask, d_out, d_hT, d_cT, unroll)
+        dz, (dh0, dc0), d_b = _lstm_backward_scan(w_hh, k, pf, mask, d_out, d_hT, d_cT, unroll)
     # dz [T, B, 4H]: one big matmul each over all batch*time rows, all time-major; dx is transposed
     # to batch-major once, at the end ([T, B, I] is a quarter of dz's size).
     h_prev = _shift_prev(h0, out)
     d_w_ih = _rows_gram(x_tm, dz)
     d_w_hh = _rows_gram(h_prev, dz)
-    d_b = (jnp.sum(dz, axis=(0, 1), dtype=acc) if kernel is not None and kernel.in_place else d_b_acc).astype(cdt)
     dx = jnp.swapaxes(jnp.einsum("tbg,gi->tbi", dz, w_ih.T), 0, 1)
-    return d_w_ih, d_w_hh, d_b, dx, dh0.astype(h0.dtype), dc0.astype(acc), None
+    return d_w_ih, d_w_hh, d_b.astype(cdt), dx, dh0.astype(h0.dtype), dc0.astype(acc), None
 
 
 def _lstm_backward_scan(w_hh, k, pf, mask, d_out, d_hT, d_cT, unroll):

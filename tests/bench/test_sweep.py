@@ -178,7 +178,7 @@ def test_resume_is_per_machine(tmp_path, monkeypatch):
     (None, "glibc.malloc.hugetlb=2", None, "2", "THP ? + malloc hugetlb=2"),
 ])
 def test_memory_info(tmp_path, monkeypatch, text, tunables, thp, hugetlb, label):
-    from jaxseq.bench.sweep import memory_info, memory_label
+    from jaxseq.bench.sweep import huge_pages_on, memory_info, memory_label
 
     path = tmp_path / "enabled"
     if text is not None:
@@ -190,6 +190,7 @@ def test_memory_info(tmp_path, monkeypatch, text, tunables, thp, hugetlb, label)
     info = memory_info(path)
     assert info == {"transparent_hugepage": thp, "malloc_hugetlb": hugetlb}
     assert memory_label(info) == label
+    assert huge_pages_on(info) == (thp == "always" or hugetlb not in (None, "0"))
     assert memory_label(None) == memory_label({}) == "not recorded"
     from jaxseq.bench.sweep import environment_info
 
