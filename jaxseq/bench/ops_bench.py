@@ -99,20 +99,23 @@ def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     for case, T, points in _cases(args):
         anchor_tps = None
         workloads: list[Any] = []  # the case's workloads that ran (None where one failed)
+        executables: list[Any] = []  # their compiled jax steps, reused by the paired rounds
         case_rows: list[dict[str, Any]] = []
         records: list[dict[str, Any]] = []
         for i, point in enumerate(points):
             row: dict[str, Any] = {"case": case, "seq_len": T, "impl": model_label(point)}
+            keep: dict[str, Any] = {}
             try:
                 w = build_workload(point)
                 res = measure_workload(w, warmup=args.warmup, repeats=args.repeats,
-                                       dtype=point["dtype"])
+                                       dtype=point["dtype"], keep=keep)
                 row["status"] = "ok"
             except Exception as e:  # one failing impl (OOM at long T) must not stop the table
                 res, row["status"] = {"message": f"{type(e).__name__}: {e}"[:500]}, \
                     classify_exception(e)
                 w = None  # not paired
             workloads.append(w)
+            executables.append(keep.get("compiled"))
             tps = res.get("tokens_per_s")
             if i == 0:
                 anchor_tps = tps
@@ -135,7 +138,7 @@ def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 print(f"  {case} T={T} {point['model']}: {row['status']} "
                       f"{row['ms'] and round(row['ms'], 2)} ms", flush=True)
         if args.pairs:
-            paired = _pair_case(workloads, args.pairs)
+            paired = _pair_case(workloads, args.pairs, executables)
             for row, rec, pr in zip(case_rows, records, paired):
                 row["paired"] = pr and pr["median"]
                 if pr:
@@ -149,8 +152,12 @@ def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def _pair_case(workloads: list[Any], rounds: int) -> list[dict[str, Any] | None]:
+def _pair_case(workloads: list[Any], rounds: int,
+               executables: list[Any] | None = None) -> list[dict[str, Any] | None]:
     """Each workload's speed over the anchor (workloads[0]) in `rounds` rounds of `time_paired`.
+
+    `executables[i]`, where given, is workload i's compiled jax step from its separate measurement:
+    reusing it saves compiling every jax workload a second time (0.3-0.8 s each at the targets' shapes).
 
     None for the anchor itself and for workloads that failed; all None when the anchor failed or the
     paired rounds raise (the per-point results stand without them).
@@ -162,7 +169,8 @@ def _pair_case(workloads: list[Any], rounds: int) -> list[dict[str, Any] | None]
     if not idx or idx[0] != 0 or len(idx) < 2:
         return [None] * len(workloads)
     try:
-        times = time_paired([blocked_step(workloads[i]) for i in idx], rounds=rounds)
+        execs = executables or [None] * len(workloads)
+        times = time_paired([blocked_step(workloads[i], execs[i]) for i in idx], rounds=rounds)
     except Exception as e:  # e.g. out of memory with every workload alive: keep the unpaired results
         print(f"note: paired rounds skipped for this case ({type(e).__name__}: {str(e)[:200]})", flush=True)
         return [None] * len(workloads)

@@ -538,13 +538,16 @@ def build_workload(point: dict[str, Any]) -> Workload:
 
 
 def measure_workload(w: Workload, *, warmup: int = 2, repeats: int = 5, dtype: str = "float32",
-                     peak_tflops: float | None = None) -> dict[str, Any]:
+                     peak_tflops: float | None = None, keep: dict[str, Any] | None = None) -> dict[str, Any]:
     """Time one workload and collect everything a sweep record holds about it (JSON-ready).
 
     Step times in seconds; `tflops_per_s` and `mfu` use the analytic FLOPs; `flops_xla` is XLA's
     cost model (scan bodies counted once, see `jaxseq.bench.flops`). Memory: XLA's buffer sizes of the
     compiled step, the device allocator's process peak on GPU, and the host RSS peak above the
     starting point while timing (`peak_rss_bytes`, CPU memory, covers torch as well).
+
+    `keep`, when given, receives ``keep["compiled"]``: the executable a jax workload was timed with
+    (nothing for torch), so that later calls (:func:`blocked_step`) need not compile it again.
     """
     import jax
 
@@ -554,6 +557,8 @@ def measure_workload(w: Workload, *, warmup: int = 2, repeats: int = 5, dtype: s
     box: dict[str, Any] = {}
     if w.framework == "jax":
         compiled, compile_s = T.compile_fn(w.fn, *w.args)
+        if keep is not None:
+            keep["compiled"] = compiled
         out["memory"] = T.memory_of(compiled)
         out["flops_xla"] = F.xla_flops(compiled)
         out["peak_rss_bytes"] = T.peak_rss(lambda: box.setdefault("t", T.time_compiled(
@@ -582,10 +587,11 @@ def measure_workload(w: Workload, *, warmup: int = 2, repeats: int = 5, dtype: s
     return out
 
 
-def blocked_step(w: Workload) -> Callable[[], None]:
+def blocked_step(w: Workload, compiled: Any = None) -> Callable[[], None]:
     """One step of `w` that returns only when its result is ready (for `timing.time_paired`).
 
-    A jax workload is jitted here (its first call compiles: warm up before timing); a torch one runs
+    A jax workload runs `compiled` (the executable :func:`measure_workload` timed, passed on through its
+    `keep`) or else is jitted here (its first call compiles: warm up before timing); a torch one runs
     under `no_grad` when the workload asks for it and synchronises CUDA after the call.
     """
     import jax
@@ -594,7 +600,10 @@ def blocked_step(w: Workload) -> Callable[[], None]:
 
     if w.framework != "jax":
         return T.torch_step(w.fn, *w.args, no_grad=w.no_grad)
-    fn = w.fn if hasattr(w.fn, "lower") else jax.jit(w.fn)
+    if compiled is not None:
+        fn = compiled
+    else:
+        fn = w.fn if hasattr(w.fn, "lower") else jax.jit(w.fn)
 
     def jax_step() -> None:
         jax.block_until_ready(fn(*w.args))

@@ -163,3 +163,24 @@ def test_blocked_step_runs_jax_and_torch_workloads():
                  no_grad=True)
     blocked_step(t)()
     assert seen == [False]
+
+
+def test_blocked_step_reuses_the_executable_measure_workload_timed():
+    from jaxseq.bench.workloads import Workload, blocked_step, measure_workload
+
+    w = Workload("j", "jax", lambda x: x * 2, (jnp.arange(3.0),), tokens=3, flops=None)
+    keep = {}
+    measure_workload(w, warmup=0, repeats=1, keep=keep)
+    assert hasattr(keep["compiled"], "as_text")  # the AOT executable the timings ran
+    calls = []
+
+    def executable(*args):
+        calls.append(args)
+        return keep["compiled"](*args)
+
+    blocked_step(w, executable)()
+    assert len(calls) == 1  # the given executable ran, not a fresh jit of w.fn
+    t = Workload("t", "torch", lambda: None, (), tokens=1, flops=None)
+    keep_t = {}
+    measure_workload(t, warmup=0, repeats=1, keep=keep_t)
+    assert "compiled" not in keep_t
