@@ -241,15 +241,16 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Register `jaxseq bench ops`."""
-    from jaxseq.bench import kernels
+    from jaxseq.bench import kernels, phases
 
     bench = subparsers.add_parser("bench", help="op benchmarks against torch anchors (bench ops); kernels "
-                                  "per time step (bench kernels)", description=__doc__.split("\n\n")[0])
+                                  "per time step (bench kernels); the LSTM step's halves (bench phases)", description=__doc__.split("\n\n")[0])
     targets = bench.add_subparsers(dest="target", metavar="TARGET")
     targets.required = True
     p = targets.add_parser("ops", help="training steps against torch anchors, one process",
                            description=__doc__.split("\n\n")[0])
     kernels.add_parser(targets)
+    phases.add_parser(targets)
     p.add_argument("--quick", action="store_true", help="shorter sequences (LSTM 128/256, "
                    "attention 256/512)")
     p.add_argument("--out", nargs="?", const=DEFAULT_OUT, metavar="FILE",

@@ -1,0 +1,47 @@
+"""`jaxseq bench phases`: the LSTM step's forward and backward timed apart against torch."""
+import json
+import statistics
+
+import pytest
+
+pytest.importorskip("torch")
+
+from jaxseq.bench import phases  # noqa: E402
+from jaxseq.cli import main  # noqa: E402
+
+
+def test_record_holds_each_side_per_round_and_the_median_per_round_ratios():
+    rec = phases.time_lstm_phases(batch=2, seq_len=4, hidden=8, rounds=3)
+    assert (rec["batch"], rec["seq_len"], rec["hidden"], rec["rounds"]) == (2, 4, 8, 3)
+    for side in ("torch", "jaxseq"):
+        s = rec[side]
+        assert len(s["forward_s"]) == len(s["backward_s"]) == 3
+        assert all(t > 0 for t in s["forward_s"])  # a forward is never free
+        assert s["step_s"] == pytest.approx([a + b for a, b in zip(s["forward_s"], s["backward_s"])])
+        assert s["forward_median_s"] == statistics.median(s["forward_s"])
+    t, j = rec["torch"], rec["jaxseq"]
+    want = statistics.median(a / b for a, b in zip(t["backward_s"], j["backward_s"]))
+    assert rec["speed_vs_torch"]["backward"] == pytest.approx(want)
+    assert rec["speed_vs_torch"]["step"] == pytest.approx(
+        statistics.median(a / b for a, b in zip(t["step_s"], j["step_s"])))
+    assert "x torch" in phases.format_phases(rec)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"batch": 0}, "`batch`"), ({"hidden": 2.5}, "`hidden`"),
+                                           ({"rounds": 0}, "`rounds`"), ({"seq_len": True}, "`seq_len`")])
+def test_bad_sizes_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        phases.time_lstm_phases(**{"batch": 2, "seq_len": 4, "hidden": 8, "rounds": 1, **kwargs})
+
+
+def test_cli_appends_one_record_with_the_machine(tmp_path, capsys):
+    out = tmp_path / "p.jsonl"
+    args = ["bench", "phases", "--batch", "2", "--seq-len", "4", "--hidden", "8", "--rounds", "1"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert main([*args, "--out", str(out)]) == 0
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == 2 and recs[0]["bench"] == "phases" and "machine_id" in recs[0] and "memory" in recs[0]
+    assert "forward ms" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "phases", "--rounds", "0"])
+    assert e.value.code == 2
