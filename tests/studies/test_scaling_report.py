@@ -276,3 +276,29 @@ def test_report_judges_bench_targets_on_paired_rounds(tmp_path):
     assert "0.75x from the separate medians" in line
     assert "0.75x (400 vs 300 ms), 1.02x paired (bench ops)" in text
     assert "| x anchor paired |" in text
+
+
+def test_report_shows_bench_phases_of_the_same_machine(tmp_path):
+    bench = []
+    for model, secs in (("torch-lstm", 0.30), ("lstm", 0.40)):
+        rec = record(model, 1024, secs, B=32, W=256)
+        bench.append({"bench": "ops", "case": "lstm", "status": "ok", "point": rec["point"],
+                      "result": rec["result"], **ENV, "load": [0.1] * 3, "timestamp": "t"})
+    (tmp_path / "bench_ops.jsonl").write_text("".join(json.dumps(r) + "\n" for r in bench))
+    huge = {"transparent_hugepage": "madvise", "malloc_hugetlb": "1"}
+
+    def phases(fwd_j, env):
+        side = lambda f, b: {"forward_median_s": f, "backward_median_s": b, "step_median_s": f + b}  # noqa: E731
+        return {"bench": "phases", "model": "lstm", "batch": 32, "seq_len": 1024, "hidden": 256, "rounds": 7,
+                "torch": side(0.100, 0.186), "jaxseq": side(fwd_j, 0.221),
+                "speed_vs_torch": {"forward": 0.100 / fwd_j, "backward": 0.84, "step": 0.74},
+                **env, "memory": huge}
+    other = {**ENV, "device": {**ENV["device"], "device_kind": "other-cpu"}}
+    lines = [phases(0.300, ENV), phases(0.1665, ENV), phases(0.050, other)]  # rerun of a shape: newest counts
+    (tmp_path / "bench_phases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    study = report.load_study(tmp_path)
+    assert [r["jaxseq"]["forward_median_s"] for r in study.phases] == [0.1665]
+    text = report.build_report(study, tmp_path)
+    assert "## bench phases" in text
+    assert "| 1024 | 32 | 256 | 7 | 100 | 186 | 286 | 166 | 221 | 388 | 0.601 | 0.84 | 0.74 |" in text
+    assert report.phases_section([]) == []

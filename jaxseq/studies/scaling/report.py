@@ -3,7 +3,7 @@
     jaxseq report --in profiles/cpu-2core [--out profiles/cpu-2core]
 
 Reads `IN/results.jsonl` (`jaxseq scale`, see `jaxseq.bench.sweep` for the record format) and, when
-present, `IN/bench_ops.jsonl` (`jaxseq bench ops`), and writes `OUT/REPORT.md` with PNG plots beside it:
+present, `IN/bench_ops.jsonl` (`jaxseq bench ops`) and `IN/bench_phases.jsonl` (`jaxseq bench phases`), and writes `OUT/REPORT.md` with PNG plots beside it:
 step time and tokens/s against sequence length (log-log) per model, memory and compile time against
 length, achieved TFLOP/s or MFU, and data-parallel speedup against device count with the ideal line.
 
@@ -38,10 +38,11 @@ from jaxseq.bench.workloads import model_label
 
 __all__ = ["TARGETS", "GPU_TARGETS", "Target", "loglog_slope", "load_study", "Study", "build_report", "write_report",
            "anchor_table", "target_lines", "headline_rows", "comparison_lines", "load_references",
-           "generation_series", "generation_findings", "generation_lines", "add_parser", "main"]
+           "generation_series", "generation_findings", "generation_lines", "phases_section", "add_parser", "main"]
 
 RESULTS = "results.jsonl"
 BENCH_OPS = "bench_ops.jsonl"
+BENCH_PHASES = "bench_phases.jsonl"
 REPORT = "REPORT.md"
 
 # Models a jaxseq model is compared with: (model, anchor).
@@ -203,6 +204,8 @@ class Study:
     # Which machine the records are from, and the other machines' records left out (None: not known,
     # e.g. a Study built by hand).
     machine: Any = None  # jaxseq.studies.base.MachineRecords
+    # `jaxseq bench phases` records of the same machine, last per (shape, large-buffer setting).
+    phases: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> list[dict[str, Any]]:
@@ -275,7 +278,11 @@ def load_study(folder: str | Path, machine: str | None = None, exclude: Iterable
     if not records and not bench:
         raise ValueError(f"--in {folder}: the JSONL files hold no complete records"
                          + (" of another machine" if chosen.others and exclude else ""))
-    return Study(records, bench, chosen)
+    phases = [r for r in read_jsonl(folder / BENCH_PHASES)
+              if r.get("bench") == "phases" and record_machine_id(r) == chosen.machine_id]
+    phases = _last_per_key(phases, lambda r: json.dumps(
+        [r.get("batch"), r.get("seq_len"), r.get("hidden"), _bench_memory(r)]))
+    return Study(records, bench, chosen, phases)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1336,6 +1343,7 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
         md += _table(["case", "T", "B", "impl", "status", "median ms", "tokens/s", "x anchor",
                       "XLA temp MB", "load 1m", "large buffers", "x anchor paired"], rows)
         md.append("")
+    md += phases_section(study.phases)
     if study.failed:
         md += ["## Points that did not finish", ""]
         md += _table(["status", "model", "T", "B", "W", "dtype", "mode", "devices", "message"],
@@ -1358,6 +1366,31 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
         md.append("")
     md += trace_findings(traces_dir)
     return "\n".join(md)
+
+
+def phases_section(phases: list[dict[str, Any]]) -> list[str]:
+    """"bench phases": the one-layer LSTM step's forward and backward timed apart against torch's, one row
+    per record (`jaxseq bench phases`); [] when there is none."""
+    if not phases:
+        return []
+    rows = []
+    for r in phases:
+        t, j, x = r.get("torch") or {}, r.get("jaxseq") or {}, r.get("speed_vs_torch") or {}
+        ms = lambda side, k: side.get(k) and side[k] * 1e3  # noqa: E731
+        rows.append([r.get("seq_len"), r.get("batch"), r.get("hidden"), r.get("rounds"),
+                     ms(t, "forward_median_s"), ms(t, "backward_median_s"), ms(t, "step_median_s"),
+                     ms(j, "forward_median_s"), ms(j, "backward_median_s"), ms(j, "step_median_s"),
+                     x.get("forward"), x.get("backward"), x.get("step"), _bench_memory(r) or "-"])
+    md = ["## bench phases (the one-layer LSTM step's forward and backward apart, against torch)", "",
+          "Medians over rounds; each round times torch's step and then jaxseq's, each after an untimed step "
+          "of its own. jaxseq's forward is `jax.vjp` under `jit` (it keeps the residuals), its backward the "
+          "whole `jax.grad` step minus that forward. 'x torch': the median per-round ratio torch time / "
+          "jaxseq time (above 1: jaxseq faster).", ""]
+    md += _table(["T", "B", "H", "rounds", "torch fwd ms", "torch bwd ms", "torch step ms", "jaxseq fwd ms",
+                  "jaxseq bwd ms", "jaxseq step ms", "x torch fwd", "x torch bwd", "x torch step",
+                  "large buffers"], rows)
+    md.append("")
+    return md
 
 
 def trace_findings(traces_dir: Path) -> list[str]:
