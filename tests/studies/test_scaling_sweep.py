@@ -74,7 +74,7 @@ def test_bench_ops_tiny(capsys, tmp_path):
     out = tmp_path / "b.jsonl"
     argv = ["bench", "ops", "--lstm-lengths", "8", "--attn-lengths", "16", "--width", "16",
             "--heads", "2", "--lstm-batch", "2", "--attn-batch", "2", "--warmup", "0",
-            "--repeats", "1", "--backends", "xla", "--stack-lengths", "4", "--out", str(out)]
+            "--repeats", "1", "--backends", "xla", "--stack-lengths", "4", "--pairs", "3", "--out", str(out)]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "torch-lstm" in text and "attn-xla" in text and "target:" in text
@@ -84,22 +84,24 @@ def test_bench_ops_tiny(capsys, tmp_path):
     recs = [json.loads(l) for l in out.read_text().splitlines()]
     # lstm 3 + 4-layer stack 4 + bidirectional stack 5 + attention 2
     assert len(recs) == 14 and all(r["status"] == "ok" for r in recs), [r.get("result") for r in recs]
-    # paired rounds (default 5): every impl but the anchor, one per round, judged in the target lines
+    # paired rounds (default 5, 3 here): every impl but the anchor, one per round, judged in the target lines
+    assert build_parser().parse_args(["bench", "ops"]).pairs == 5
     for r in recs:
         if r["point"]["model"].startswith("torch-") or r["point"]["model"] == "torch-sdpa":
             assert "paired" not in r
         else:
             p = r["paired"]
-            assert p["rounds"] == 5 and len(p["times_s"]) == len(p["anchor_times_s"]) == 5
-            assert p["median"] == sorted(p["ratios"])[2]
+            assert p["rounds"] == 3 and len(p["times_s"]) == len(p["anchor_times_s"]) == 3
+            assert p["median"] == sorted(p["ratios"])[1]
     assert "x anchor paired" in text
     rows = {r["impl"]: r for r in ops_bench.run_ops_bench(
         build_parser().parse_args(argv[:-2] + ["--stacks", "--backends", "xla", "--lstm-lengths", "1024"]))}
     assert rows["torch-lstm"]["paired"] is None and rows["lstm"]["paired"] > 0
     assert "1.0x torch.nn.LSTM tokens/s at T=1024: " in ops_bench.target_lines(list(rows.values()))[0]
     assert " paired (" in ops_bench.target_lines(list(rows.values()))[0]
-    assert main(argv[:-2] + ["--pairs", "0", "--out", str(tmp_path / "c.jsonl")]) == 0
-    assert not any("paired" in json.loads(l) for l in (tmp_path / "c.jsonl").read_text().splitlines())
+    assert main(argv[:-2] + ["--stacks", "--pairs", "0", "--out", str(tmp_path / "c.jsonl")]) == 0
+    recs = [json.loads(l) for l in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert len(recs) == 5 and not any("paired" in r for r in recs)  # lstm 3 + attention 2, no rounds
 
 
 def test_gpu_preset_options_and_targets_first():
