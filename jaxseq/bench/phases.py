@@ -1,5 +1,6 @@
 """`jaxseq bench phases`: the forward and the backward of one LSTM training step, timed apart, against
-``torch.nn.LSTM`` in the same process.
+``torch.nn.LSTM`` in the same process (one layer: the op `lstm_scan`; a stack or a bidirectional layer:
+``jaxseq.nn.LSTM`` with its default schedule, as `jaxseq bench ops` times them).
 
 Why: `jaxseq bench ops` gives one ratio for the whole step, which says how far jaxseq is from torch but not
 in which half. Here each round times, for torch and then for jaxseq, a forward that keeps what the backward
@@ -11,6 +12,7 @@ in `bench ops`.
 
     .venv/bin/jaxseq bench phases                       # B=32, H=I=256, T=1024, 7 rounds
     .venv/bin/jaxseq bench phases --seq-len 256 --out   # append to profiles/<machine>/bench_phases.jsonl
+    .venv/bin/jaxseq bench phases --layers 4 --seq-len 512   # the 4-layer stack of `bench ops`
 """
 from __future__ import annotations
 
@@ -26,10 +28,10 @@ BENCH_PHASES = "bench_phases.jsonl"
 _DEFAULT_OUT = "@machine"
 
 
-def lstm_phase_steps(batch: int, seq_len: int, hidden: int, *,
+def lstm_phase_steps(batch: int, seq_len: int, hidden: int, *, layers: int = 1, bidirectional: bool = False,
                      seed: int = 0) -> dict[str, Callable[[], tuple[float, float]]]:
-    """Two callables, ``"torch"`` and ``"jaxseq"``: each runs one training step of a one-layer LSTM
-    (input = hidden = `hidden`, input ``[batch, seq_len, hidden]``, loss = mean of the outputs) and returns
+    """Two callables, ``"torch"`` and ``"jaxseq"``: each runs one training step of an LSTM (input = hidden =
+    `hidden`, input ``[batch, seq_len, hidden]``, loss = mean of the outputs) and returns
     (forward seconds, backward seconds), each blocked on before its clock stops. jaxseq's backward is its
     whole step's time minus its forward's (see below). Both executables are compiled here (compile time is
     not in the result)."""
@@ -37,16 +39,27 @@ def lstm_phase_steps(batch: int, seq_len: int, hidden: int, *,
     import jax.numpy as jnp
     import torch
 
+    from jaxseq.bench.workloads import _layer_apply
     from jaxseq.ops.rnn import init_lstm_params, lstm_scan
 
-    for name, v in (("batch", batch), ("seq_len", seq_len), ("hidden", hidden)):
+    for name, v in (("batch", batch), ("seq_len", seq_len), ("hidden", hidden), ("layers", layers)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"`{name}` must be a positive int, got {v!r}")
-    params = init_lstm_params(jax.random.key(seed), hidden, hidden)
-    x = jax.random.normal(jax.random.key(seed + 1), (batch, seq_len, hidden), jnp.float32)
+    if not isinstance(bidirectional, bool):
+        raise TypeError(f"`bidirectional` must be a bool, got {bidirectional!r}")
+    if layers == 1 and not bidirectional:  # the op itself, as `bench ops` times it ("lstm")
+        params = init_lstm_params(jax.random.key(seed), hidden, hidden)
+        x = jax.random.normal(jax.random.key(seed + 1), (batch, seq_len, hidden), jnp.float32)
+
+        def apply(p, xx):
+            return lstm_scan(p, xx)[0]
+    else:  # jaxseq.nn.LSTM with its default schedule, as `bench ops` times the stacks ("lstm-layer")
+        apply, params, x, _ = _layer_apply({"model": "lstm-layer", "batch": batch, "seq_len": seq_len,
+                                            "width": hidden, "dtype": "float32", "mode": "train", "layers": layers,
+                                            "bidirectional": bidirectional})
 
     def loss(p, xx):
-        return jnp.mean(lstm_scan(p, xx)[0])
+        return jnp.mean(apply(p, xx))
 
     # jaxseq's forward is `jax.vjp` under jit: it returns the VJP closure (a pytree holding the saved
     # residuals), so it does what the training step's forward does and no less. Its backward is the whole
@@ -65,7 +78,7 @@ def lstm_phase_steps(batch: int, seq_len: int, hidden: int, *,
         return t1 - t0, time.perf_counter() - t1 - (t1 - t0)
 
     torch.manual_seed(seed)
-    lstm = torch.nn.LSTM(hidden, hidden, batch_first=True)
+    lstm = torch.nn.LSTM(hidden, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=True)
     xt = torch.randn(batch, seq_len, hidden, requires_grad=True)
     tensors = [*lstm.parameters(), xt]
 
@@ -81,14 +94,15 @@ def lstm_phase_steps(batch: int, seq_len: int, hidden: int, *,
     return {"torch": torch_step, "jaxseq": jax_step}
 
 
-def time_lstm_phases(batch: int = 32, seq_len: int = 1024, hidden: int = 256, *, rounds: int = 7,
+def time_lstm_phases(batch: int = 32, seq_len: int = 1024, hidden: int = 256, *, layers: int = 1,
+                     bidirectional: bool = False, rounds: int = 7,
                      progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Time both sides' halves over `rounds` rounds (torch first, then jaxseq, each after an untimed step of
     its own). Returns a JSON-ready record: per side the forward, backward and whole-step times (seconds,
     per round) and medians, and the medians of the per-round ratios torch/jaxseq (above 1: jaxseq faster)."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"`rounds` must be a positive int, got {rounds!r}")
-    steps = lstm_phase_steps(batch, seq_len, hidden)
+    steps = lstm_phase_steps(batch, seq_len, hidden, layers=layers, bidirectional=bidirectional)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
     for r in range(rounds):
         for name, step in steps.items():
@@ -97,7 +111,7 @@ def time_lstm_phases(batch: int = 32, seq_len: int = 1024, hidden: int = 256, *,
         if progress:
             progress(r + 1)
     rec: dict[str, Any] = {"bench": "phases", "model": "lstm", "batch": batch, "seq_len": seq_len,
-                           "hidden": hidden, "rounds": rounds}
+                           "hidden": hidden, "layers": layers, "bidirectional": bidirectional, "rounds": rounds}
     for name, ts in times.items():
         fwd, bwd = [t[0] for t in ts], [t[1] for t in ts]
         tot = [a + b for a, b in ts]
@@ -117,7 +131,8 @@ def time_lstm_phases(batch: int = 32, seq_len: int = 1024, hidden: int = 256, *,
 
 def format_phases(rec: dict[str, Any]) -> str:
     """The record as a small table: median ms per half and jaxseq's speed relative to torch."""
-    lines = [f"one-layer LSTM training step, B={rec['batch']} H=I={rec['hidden']} T={rec['seq_len']}, "
+    kind = f"{rec.get('layers', 1)}-layer{' bidirectional' if rec.get('bidirectional') else ''}"
+    lines = [f"{kind} LSTM training step, B={rec['batch']} H=I={rec['hidden']} T={rec['seq_len']}, "
              f"{rec['rounds']} rounds (medians)",
              f"{'':8s} {'forward ms':>11s} {'backward ms':>12s} {'step ms':>9s}"]
     for name in ("torch", "jaxseq"):
@@ -145,7 +160,8 @@ def _cmd(args: argparse.Namespace) -> int:
 
     env = environment_info()
     print(f"jaxseq bench phases; large buffers: {memory_label(env.get('memory'))}", flush=True)
-    rec = time_lstm_phases(args.batch, args.seq_len, args.hidden, rounds=args.rounds,
+    rec = time_lstm_phases(args.batch, args.seq_len, args.hidden, layers=args.layers,
+                           bidirectional=args.bidirectional, rounds=args.rounds,
                            progress=lambda r: print(f"  round {r}/{args.rounds}", flush=True))
     print(format_phases(rec))
     if args.out:
@@ -157,11 +173,14 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `phases` (under `jaxseq bench`)."""
-    p = subparsers.add_parser("phases", help="forward and backward of the one-layer LSTM step, timed apart, "
+    p = subparsers.add_parser("phases", help="forward and backward of an LSTM training step, timed apart, "
                               "against torch.nn.LSTM", description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=_positive, default=32)
     p.add_argument("--hidden", type=_positive, default=256, help="input = hidden width")
     p.add_argument("--seq-len", type=_positive, default=1024)
+    p.add_argument("--layers", type=_positive, default=1,
+                   help="stacked layers (above 1, or with --bidirectional: jaxseq.nn.LSTM, default schedule)")
+    p.add_argument("--bidirectional", action="store_true")
     p.add_argument("--rounds", type=_positive, default=7)
     p.add_argument("--out", nargs="?", const=_DEFAULT_OUT, metavar="FILE",
                    help="append the record to FILE; --out alone: profiles/<machine>/bench_phases.jsonl")

@@ -27,11 +27,21 @@ def test_record_holds_each_side_per_round_and_the_median_per_round_ratios():
     assert "x torch" in phases.format_phases(rec)
 
 
+def test_stacks_and_bidirectional_layers_time_the_module_against_torchs_twin():
+    rec = phases.time_lstm_phases(batch=2, seq_len=4, hidden=8, layers=2, bidirectional=True, rounds=1)
+    assert (rec["layers"], rec["bidirectional"]) == (2, True)
+    assert rec["torch"]["step_median_s"] > 0 and rec["jaxseq"]["forward_median_s"] > 0
+    assert phases.format_phases(rec).startswith("2-layer bidirectional LSTM")
+
+
 @pytest.mark.parametrize("kwargs, match", [({"batch": 0}, "`batch`"), ({"hidden": 2.5}, "`hidden`"),
-                                           ({"rounds": 0}, "`rounds`"), ({"seq_len": True}, "`seq_len`")])
+                                           ({"rounds": 0}, "`rounds`"), ({"seq_len": True}, "`seq_len`"),
+                                           ({"layers": 0}, "`layers`")])
 def test_bad_sizes_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         phases.time_lstm_phases(**{"batch": 2, "seq_len": 4, "hidden": 8, "rounds": 1, **kwargs})
+    with pytest.raises(TypeError, match="`bidirectional`"):
+        phases.time_lstm_phases(batch=2, seq_len=4, hidden=8, rounds=1, bidirectional="yes")
 
 
 def test_cli_appends_one_record_with_the_machine(tmp_path, capsys):

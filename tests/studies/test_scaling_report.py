@@ -300,5 +300,9 @@ def test_report_shows_bench_phases_of_the_same_machine(tmp_path):
     assert [r["jaxseq"]["forward_median_s"] for r in study.phases] == [0.1665]
     text = report.build_report(study, tmp_path)
     assert "## bench phases" in text
-    assert "| 1024 | 32 | 256 | 7 | 100 | 186 | 286 | 166 | 221 | 388 | 0.601 | 0.84 | 0.74 |" in text
+    assert "| 1 | 1024 | 32 | 256 | 7 | 100 | 186 | 286 | 166 | 221 | 388 | 0.601 | 0.84 | 0.74 |" in text
+    stack = {**phases(0.2, ENV), "layers": 4, "bidirectional": True}  # another shape: a row of its own
+    (tmp_path / "bench_phases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*lines, stack]))
+    text = report.build_report(report.load_study(tmp_path), tmp_path)
+    assert "| 4 bidirectional | 1024 |" in text and "| 1 | 1024 |" in text
     assert report.phases_section([]) == []

@@ -281,7 +281,8 @@ def load_study(folder: str | Path, machine: str | None = None, exclude: Iterable
     phases = [r for r in read_jsonl(folder / BENCH_PHASES)
               if r.get("bench") == "phases" and record_machine_id(r) == chosen.machine_id]
     phases = _last_per_key(phases, lambda r: json.dumps(
-        [r.get("batch"), r.get("seq_len"), r.get("hidden"), _bench_memory(r)]))
+        [r.get("batch"), r.get("seq_len"), r.get("hidden"), r.get("layers", 1), bool(r.get("bidirectional")),
+         _bench_memory(r)]))
     return Study(records, bench, chosen, phases)
 
 
@@ -1369,24 +1370,25 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
 
 
 def phases_section(phases: list[dict[str, Any]]) -> list[str]:
-    """"bench phases": the one-layer LSTM step's forward and backward timed apart against torch's, one row
-    per record (`jaxseq bench phases`); [] when there is none."""
+    """"bench phases": an LSTM step's forward and backward timed apart against torch's, one row per record
+    (`jaxseq bench phases`); [] when there is none."""
     if not phases:
         return []
     rows = []
     for r in phases:
         t, j, x = r.get("torch") or {}, r.get("jaxseq") or {}, r.get("speed_vs_torch") or {}
         ms = lambda side, k: side.get(k) and side[k] * 1e3  # noqa: E731
-        rows.append([r.get("seq_len"), r.get("batch"), r.get("hidden"), r.get("rounds"),
+        layers = f"{r.get('layers', 1)}" + (" bidirectional" if r.get("bidirectional") else "")
+        rows.append([layers, r.get("seq_len"), r.get("batch"), r.get("hidden"), r.get("rounds"),
                      ms(t, "forward_median_s"), ms(t, "backward_median_s"), ms(t, "step_median_s"),
                      ms(j, "forward_median_s"), ms(j, "backward_median_s"), ms(j, "step_median_s"),
                      x.get("forward"), x.get("backward"), x.get("step"), _bench_memory(r) or "-"])
-    md = ["## bench phases (the one-layer LSTM step's forward and backward apart, against torch)", "",
+    md = ["## bench phases (an LSTM step's forward and backward apart, against torch)", "",
           "Medians over rounds; each round times torch's step and then jaxseq's, each after an untimed step "
           "of its own. jaxseq's forward is `jax.vjp` under `jit` (it keeps the residuals), its backward the "
           "whole `jax.grad` step minus that forward. 'x torch': the median per-round ratio torch time / "
           "jaxseq time (above 1: jaxseq faster).", ""]
-    md += _table(["T", "B", "H", "rounds", "torch fwd ms", "torch bwd ms", "torch step ms", "jaxseq fwd ms",
+    md += _table(["layers", "T", "B", "H", "rounds", "torch fwd ms", "torch bwd ms", "torch step ms", "jaxseq fwd ms",
                   "jaxseq bwd ms", "jaxseq step ms", "x torch fwd", "x torch bwd", "x torch step",
                   "large buffers"], rows)
     md.append("")
