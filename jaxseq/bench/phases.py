@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["lstm_phase_steps", "time_lstm_phases", "add_parser"]
+__all__ = ["lstm_phase_steps", "time_lstm_phases", "format_phases", "add_parser"]
 
 BENCH_PHASES = "bench_phases.jsonl"
 _DEFAULT_OUT = "@machine"
@@ -99,7 +99,8 @@ def time_lstm_phases(batch: int = 32, seq_len: int = 1024, hidden: int = 256, *,
                      progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Time both sides' halves over `rounds` rounds (torch first, then jaxseq, each after an untimed step of
     its own). Returns a JSON-ready record: per side the forward, backward and whole-step times (seconds,
-    per round) and medians, and the medians of the per-round ratios torch/jaxseq (above 1: jaxseq faster)."""
+    per round) and medians, and the medians of the per-round ratios torch/jaxseq (above 1: jaxseq faster;
+    None for a half whose jaxseq times were all <= 0, which only noise at toy sizes gives)."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"`rounds` must be a positive int, got {rounds!r}")
     steps = lstm_phase_steps(batch, seq_len, hidden, layers=layers, bidirectional=bidirectional)
@@ -118,13 +119,14 @@ def time_lstm_phases(batch: int = 32, seq_len: int = 1024, hidden: int = 256, *,
         rec[name] = {"forward_s": fwd, "backward_s": bwd, "step_s": tot,
                      "forward_median_s": statistics.median(fwd), "backward_median_s": statistics.median(bwd),
                      "step_median_s": statistics.median(tot)}
-    ratios: dict[str, float] = {}
+    ratios: dict[str, float | None] = {}
     for part, idx in (("forward", 0), ("backward", 1), ("step", None)):
         per_round = []
         for a, b in zip(times["torch"], times["jaxseq"]):
             ta, tb = (sum(a), sum(b)) if idx is None else (a[idx], b[idx])
-            per_round.append(ta / tb)
-        ratios[part] = statistics.median(per_round)
+            if tb > 0:  # jaxseq's backward is a difference: at toy sizes noise can make it <= 0
+                per_round.append(ta / tb)
+        ratios[part] = statistics.median(per_round) if per_round else None
     rec["speed_vs_torch"] = ratios
     return rec
 
@@ -139,8 +141,8 @@ def format_phases(rec: dict[str, Any]) -> str:
         s = rec[name]
         lines.append(f"{name:8s} {s['forward_median_s'] * 1e3:11.1f} {s['backward_median_s'] * 1e3:12.1f} "
                      f"{s['step_median_s'] * 1e3:9.1f}")
-    r = rec["speed_vs_torch"]
-    lines.append(f"{'x torch':8s} {r['forward']:11.2f} {r['backward']:12.2f} {r['step']:9.2f}"
+    r = {k: ("-" if v is None else f"{v:.2f}") for k, v in rec["speed_vs_torch"].items()}
+    lines.append(f"{'x torch':8s} {r['forward']:>11s} {r['backward']:>12s} {r['step']:>9s}"
                  "   (median per-round torch/jaxseq time; above 1 = jaxseq faster)")
     return "\n".join(lines)
 
