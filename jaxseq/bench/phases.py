@@ -1,6 +1,7 @@
 """`jaxseq bench phases`: the forward and the backward of one LSTM training step, timed apart, against
 ``torch.nn.LSTM`` in the same process (one layer: the op `lstm_scan`; a stack or a bidirectional layer:
-``jaxseq.nn.LSTM`` with its default schedule, as `jaxseq bench ops` times them).
+``jaxseq.nn.LSTM`` with its default schedule, as `jaxseq bench ops` times them). float32; on a GPU, torch's
+LSTM runs there too (cuDNN) and its clock stops after a CUDA synchronise.
 
 Why: `jaxseq bench ops` gives one ratio for the whole step, which says how far jaxseq is from torch but not
 in which half. Here each round times, for torch and then for jaxseq, a forward that keeps what the backward
@@ -77,18 +78,25 @@ def lstm_phase_steps(batch: int, seq_len: int, hidden: int, *, layers: int = 1, 
         jax.block_until_ready(whole(params, x))
         return t1 - t0, time.perf_counter() - t1 - (t1 - t0)
 
+    # On a GPU both sides run there (torch's cuDNN LSTM), and torch's clock stops after a synchronise.
+    on_gpu = jax.default_backend() == "gpu" and torch.cuda.is_available()
+    dev = "cuda" if on_gpu else "cpu"
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     torch.manual_seed(seed)
-    lstm = torch.nn.LSTM(hidden, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=True)
-    xt = torch.randn(batch, seq_len, hidden, requires_grad=True)
+    lstm = torch.nn.LSTM(hidden, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=True).to(dev)
+    xt = torch.randn(batch, seq_len, hidden, device=dev, requires_grad=True)
     tensors = [*lstm.parameters(), xt]
 
     def torch_step() -> tuple[float, float]:
         for t in tensors:  # fresh gradients each step, as zero_grad(set_to_none=True) does
             t.grad = None
+        sync()
         t0 = time.perf_counter()
         value = lstm(xt)[0].mean()
+        sync()
         t1 = time.perf_counter()
         value.backward()
+        sync()
         return t1 - t0, time.perf_counter() - t1
 
     return {"torch": torch_step, "jaxseq": jax_step}
