@@ -80,13 +80,14 @@ def _cases(args: argparse.Namespace) -> list[tuple[str, int, list[dict[str, Any]
     return cases
 
 
-def resolve_out(out: str | None) -> Path | None:
-    """The JSONL file `--out` names: None (no file), `DEFAULT_OUT` -> profiles/<machine>/bench_ops.jsonl."""
+def resolve_out(out: str | None, name: str = BENCH_OPS) -> Path | None:
+    """The JSONL file `--out` names: None (no file), `DEFAULT_OUT` -> profiles/<machine>/`name`
+    (bench_ops.jsonl; `bench phases` passes its own)."""
     from jaxseq.bench.sweep import machine_folder
 
     if not out:
         return None
-    return machine_folder() / BENCH_OPS if out == DEFAULT_OUT else Path(out)
+    return machine_folder() / name if out == DEFAULT_OUT else Path(out)
 
 
 def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["lstm_phase_steps", "time_lstm_phases", "format_phases", "add_parser"]
 
 BENCH_PHASES = "bench_phases.jsonl"
-_DEFAULT_OUT = "@machine"
 
 
 def lstm_phase_steps(batch: int, seq_len: int, hidden: int, *, layers: int = 1, bidirectional: bool = False,
@@ -166,7 +164,8 @@ def _positive(text: str) -> int:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from jaxseq.bench.sweep import append_jsonl, environment_info, machine_folder, memory_label
+    from jaxseq.bench.ops_bench import resolve_out
+    from jaxseq.bench.sweep import append_jsonl, environment_info, memory_label
 
     env = environment_info()
     print(f"jaxseq bench phases; large buffers: {memory_label(env.get('memory'))}", flush=True)
@@ -174,8 +173,8 @@ def _cmd(args: argparse.Namespace) -> int:
                            bidirectional=args.bidirectional, rounds=args.rounds,
                            progress=lambda r: print(f"  round {r}/{args.rounds}", flush=True))
     print(format_phases(rec))
-    if args.out:
-        out = machine_folder() / BENCH_PHASES if args.out == _DEFAULT_OUT else Path(args.out)
+    out = resolve_out(args.out, BENCH_PHASES)
+    if out:
         append_jsonl(out, {**rec, **env})
         print(f"record appended to {out}")
     return 0
@@ -183,6 +182,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `phases` (under `jaxseq bench`)."""
+    from jaxseq.bench.ops_bench import DEFAULT_OUT
     p = subparsers.add_parser("phases", help="forward and backward of an LSTM training step, timed apart, "
                               "against torch.nn.LSTM", description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=_positive, default=32)
@@ -192,7 +192,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="stacked layers (above 1, or with --bidirectional: jaxseq.nn.LSTM, default schedule)")
     p.add_argument("--bidirectional", action="store_true")
     p.add_argument("--rounds", type=_positive, default=7)
-    p.add_argument("--out", nargs="?", const=_DEFAULT_OUT, metavar="FILE",
+    p.add_argument("--out", nargs="?", const=DEFAULT_OUT, metavar="FILE",
                    help="append the record to FILE; --out alone: profiles/<machine>/bench_phases.jsonl")
     p.set_defaults(func=_cmd)
     return p
