@@ -1,6 +1,6 @@
 """Fit the default ES-RNN ensemble on M4 Hourly once and score ways of combining its members.
 
-    PYTHONPATH=. .venv/bin/python scripts/esrnn_member_selection.py [--out profiles/forecast/esrnn_member_selection.json]
+    PYTHONPATH=. .venv/bin/python scripts/esrnn_member_selection.py [--out FILE (default profiles/<machine>/forecast/esrnn_member_selection.json)]
 
 Rules scored (OWA on the 414 test series): the mean of every snapshot (the old default), the
 per-series best k of the members ranked by `member_holdout_smape` (k = 1 .. members - 1), and the
@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxseq.bench.sweep import machine_folder
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="profiles/forecast/esrnn_member_selection.json")
+    ap.add_argument("--out", help="default: this machine's profiles/<machine>/forecast/esrnn_member_selection.json")
     ap.add_argument("--budget-s", type=float, default=600.0, help="ES-RNN training budget (s)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
@@ -62,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         "scores": scores,
         **environment_info(),
     }
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=2, default=str) + "\n")
-    print(f"wrote {a.out}")
+    path = Path(a.out) if a.out else machine_folder("forecast") / "esrnn_member_selection.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    print(f"wrote {path}")
     return 0
 
 

@@ -2,7 +2,7 @@
 training series. `--frequency F --data-dir D` starts from F's configuration (`FREQUENCY_CONFIGS`).
 
     PYTHONPATH=. .venv/bin/python scripts/esrnn_validate.py --set level_penalty=30 --set tau=0.45 \\
-        [--ensemble 3] [--curve] [--save FILE.npz] [--out profiles/forecast/esrnn_validation.jsonl]
+        [--ensemble 3] [--curve] [--save FILE.npz] [--out FILE (default profiles/<machine>/forecast/esrnn_validation.jsonl)]
 
 Trains on every training series without its last 48 points and scores sMAPE/MASE/OWA (Naive2 of the
 same split) on those 48 points, so settings are chosen without looking at the test set. Appends one
@@ -17,6 +17,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+from jaxseq.bench.sweep import machine_folder
 
 
 def cfg_freq(name: str) -> str:
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--curve", action="store_true", help="also score the mean of the first k members, every k")
     ap.add_argument("--save", metavar="FILE.npz", help="also save every snapshot's validation forecast here")
-    ap.add_argument("--out", default="profiles/forecast/esrnn_validation.jsonl")
+    ap.add_argument("--out", help="default: this machine's profiles/<machine>/forecast/esrnn_validation.jsonl")
     a = ap.parse_args(argv)
 
     import numpy as np
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         np.savez_compressed(a.save, members=snap_members, forecasts=snaps.astype(np.float32),
                             truth=val.test, overrides=json.dumps(over), seed=a.seed)
         rec["saved"] = a.save
-    with open(a.out, "a") as f:
+    out = Path(a.out) if a.out else machine_folder("forecast") / "esrnn_validation.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as f:
         f.write(json.dumps(rec, default=str) + "\n")
     print(json.dumps({k: rec[k] for k in ("overrides", "val_smape", "val_mase", "val_owa", "train_s",
                                           "owa_of_first_k_members") if k in rec}))

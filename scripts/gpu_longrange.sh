@@ -4,13 +4,13 @@
 # capped, bisection, 3 seeds at the frontier) under a wall-clock cap, writes the report, and prints
 # the frontier table last.
 #
-#   bash scripts/gpu_longrange.sh                     # LR_OUT=profiles/<gpu, e.g. h200>/longrange
+#   bash scripts/gpu_longrange.sh                     # LR_OUT=profiles/<machine>/longrange/gpu
 #   PRESET=smoke LR_OUT=/tmp/lr PYTHON=.venv/bin/python LIMIT=60 bash scripts/gpu_longrange.sh  # CPU dry run
 #
 # Through the device tool (the whole call must end inside its 600 s limit; start-up comes on top):
 #   run(command="PACK=$OUT bash scripts/gpu_longrange.sh", timeout_s=590)
 # With PACK set, results.jsonl, plan.json, REPORT.md and the plots are copied there (few files, one
-# level deep); copy them into profiles/<gpu>/longrange/ here (`jaxseq longrange --out DIR
+# level deep); copy them into profiles/<machine>/longrange/gpu/ here (`jaxseq longrange --out DIR
 # --report-only` rewrites the report).
 #
 # The cap: the study's own budget (LIMIT seconds, default 420) stops the running cell at its next
@@ -26,7 +26,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 
 . scripts/gpu_env.sh
-LR_OUT=${LR_OUT:-profiles/${gpu_name:-gpu}/longrange}
+LR_OUT=${LR_OUT:-$(machine_dir)/longrange/gpu}
 PRESET=${PRESET:-gpu}
 PY=${PYTHON:-python3}
 LIMIT=${LIMIT:-420}

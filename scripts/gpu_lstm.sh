@@ -3,7 +3,7 @@
 # torch's cuDNN LSTM in one process per point group, every stack schedule, kernels per time step, and
 # the XLA command-buffer flags for while loops measured rather than assumed.
 #
-#   bash scripts/gpu_lstm.sh                       # OUT=profiles/<gpu, e.g. h200>/lstm
+#   bash scripts/gpu_lstm.sh                       # OUT=profiles/<machine>/scaling/gpu-lstm-stack
 #   OUT=/tmp/l PRESET=smoke PYTHON=.venv/bin/python bash scripts/gpu_lstm.sh   # CPU dry run, ~1 min
 #
 # Through the device tool (the whole call must end inside its 600 s limit; start-up comes on top):
@@ -21,12 +21,12 @@
 #      the wavefront stack and the fused bidirectional layer, forward and training step;
 #   3. the one-layer and 8-layer points again under each XLA_FLAGS variant (command buffers).
 # With PACK set, the JSONL/text results are copied there flat (what the device tool brings back);
-# copy them into profiles/<gpu>/lstm/ and run `jaxseq report --in profiles/<gpu>/lstm`.
+# copy them into profiles/<machine>/scaling/gpu-lstm-stack/ and run `jaxseq report --in` on it.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
 . scripts/gpu_env.sh
-OUT=${OUT:-profiles/${gpu_name:-gpu}/lstm}
+OUT=${OUT:-$(machine_dir)/scaling/gpu-lstm-stack}
 PRESET=${PRESET:-gpu-lstm-stack}
 PY=${PYTHON:-python3}
 SWEEP_LIMIT=${SWEEP_LIMIT:-180}

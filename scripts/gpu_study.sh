@@ -2,14 +2,14 @@
 # The one prepared script for a GPU session (one H100 or H200): software check, the `gpu` scaling
 # preset with profiler traces, the report, and a short table printed last.
 #
-#   bash scripts/gpu_study.sh                      # OUT=profiles/<gpu, e.g. h200>, PRESET=gpu
+#   bash scripts/gpu_study.sh                      # OUT=profiles/<machine>/scaling, PRESET=gpu
 #   OUT=/tmp/s PRESET=smoke bash scripts/gpu_study.sh   # the same end to end on a CPU, ~1 min
 #
 # Through the device tool (the whole call must end inside its 600 s limit):
 #   run(command="OUT=$OUT/gpu PACK=$OUT bash scripts/gpu_study.sh", timeout_s=580)
 # With PACK set, the results come back as few files (the tool returns at most 8, two folders
 # deep): PACK/results.jsonl, PACK/report.tar.gz (REPORT.md + plots) and PACK/traces.tar.gz; unpack
-# them into profiles/<gpu>/ (`jaxseq report --in profiles/<gpu>` rewrites the report there).
+# them into profiles/<machine>/scaling/ (`jaxseq report --in profiles/<machine>/scaling` rewrites the report).
 #
 # Uses `python3` from PATH (the device image's own, with jax[cuda], flax, torch); needs neither
 # tensorboardX nor statsforecast. A failing point is recorded and the sweep goes on; the sweep stops
@@ -18,13 +18,13 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-# Default folder named after the card ("NVIDIA H200" -> profiles/h200), beside the committed GPU
-# results. Every record carries the machine's fingerprint (jaxseq.bench.sweep.machine_fingerprint): a
+# Default folder: this machine's scaling folder by the one layout (profiles/<machine_slug>/scaling, e.g.
+# profiles/gpu-nvidia-h200x1/scaling on an H200, beside the committed GPU results). Every record carries the machine's fingerprint (jaxseq.bench.sweep.machine_fingerprint): a
 # run on this machine resumes only its own points in that folder (the committed records, written
 # before fingerprints, are measured again, not skipped), and the report covers the newest machine's
 # records with the committed ones beside them as the reference.
 . scripts/gpu_env.sh
-OUT=${OUT:-profiles/${gpu_name:-gpu}}
+OUT=${OUT:-$(machine_dir)/scaling}
 PRESET=${PRESET:-gpu}
 PY=${PYTHON:-python3}
 SWEEP_LIMIT=${SWEEP_LIMIT:-400}   # sweep; + traces + report + start-up stays under ~9 minutes

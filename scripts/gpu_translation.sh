@@ -3,7 +3,7 @@
 # (GNMT-style LSTM and Transformer on Multi30k En->De, validation BLEU against training time, test BLEU
 # greedy and beam 5, decoding speed) under a wall-clock cap per model that the report states when it cuts.
 #
-#   bash scripts/gpu_translation.sh                       # TR_OUT=profiles/<gpu, e.g. h200>/translation
+#   bash scripts/gpu_translation.sh                       # TR_OUT=profiles/<machine>/translation/gpu
 #   PRESET=smoke TR_OUT=/tmp/tr PYTHON=.venv/bin/python BUDGET=60 bash scripts/gpu_translation.sh   # CPU dry run
 #
 # The device image has no sentencepiece or sacrebleu: bring them as wheels (device README): here,
@@ -18,7 +18,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 
 . scripts/gpu_env.sh
-TR_OUT=${TR_OUT:-profiles/${gpu_name:-gpu}/translation}
+TR_OUT=${TR_OUT:-$(machine_dir)/translation/gpu}
 PRESET=${PRESET:-gpu}
 PY=${PYTHON:-python3}
 BUDGET=${BUDGET:-210}            # per model: two models + scoring stay inside one 600 s device call

@@ -2,7 +2,7 @@
 
     jaxseq bench kernels --model lstm --batch 16 --hidden 768 --seq-len 64 --dtype float16 --mode train
     python scripts/count_kernels.py --model gru --mode forward
-    python scripts/count_kernels.py --xplane profiles/h200/traces/lstm_T256_bfloat16/plugins/profile/*/vm.xplane.pb
+    python scripts/count_kernels.py --xplane profiles/gpu-nvidia-h200x1/scaling/traces/lstm_T256_bfloat16/plugins/profile/*/vm.xplane.pb
 
 `loop_kernel_counts(fn, *args)` compiles `jax.jit(fn)` for the arguments, reads the compiled module's
 text (`.lower(...).compile().as_text()`), finds every `while` loop (each `lax.scan`/`fori_loop`) and
@@ -35,7 +35,7 @@ What a "kernel" costs differs by backend:
   a `copy` a memcpy-like loop. The per-thunk overhead is small (sub-microsecond to a few us) but the
   count still says how many passes over memory one step makes and how many buffers it writes.
 
-Checked against a real GPU run: the committed H200 trace `profiles/h200/traces/lstm_T256_bfloat16`
+Checked against a real GPU run: the committed H200 trace `profiles/gpu-nvidia-h200x1/scaling/traces/lstm_T256_bfloat16`
 (`lstm_scan` training step, B=16, W=512, bfloat16, T=256) holds the compiled module; its forward loop
 body counts 6 (Triton GEMM, one gate/cell fusion, three residual `dynamic-update-slice` writes, two of
 them async `fusion-start`s, the counter add) and its backward body 6 (GEMM + the split-K `reduce`

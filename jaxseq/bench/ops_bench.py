@@ -1,6 +1,6 @@
 """`jaxseq bench ops`: jaxseq's LSTM and attention training steps against torch, in one process.
 
-    jaxseq bench ops [--quick] [--out [FILE]]   # --out alone: profiles/<machine>/bench_ops.jsonl
+    jaxseq bench ops [--quick] [--out [FILE]]   # --out alone: profiles/<machine>/scaling/bench_ops.jsonl
 
 Cases (float32, forward + backward wrt parameters and inputs of a mean loss):
 - LSTM, batch 32, input = hidden = 256, T in {256, 1024}: jaxseq `lstm_scan` and flax
@@ -18,7 +18,7 @@ right after an untimed one of its own (`jaxseq.bench.timing.time_paired`): the m
 ratios ("x anchor paired") compares steps taken seconds apart, which a shared host's drifting speed
 leaves alone; the targets are judged on it. Every
 record written with `--out` carries the machine's fingerprint (`jaxseq.bench.sweep.machine_fingerprint`);
-`--out` without a file appends to this machine's own `profiles/<machine_slug>/bench_ops.jsonl`.
+`--out` without a file appends to this machine's own `profiles/<machine_slug>/scaling/bench_ops.jsonl`.
 """
 from __future__ import annotations
 
@@ -81,13 +81,13 @@ def _cases(args: argparse.Namespace) -> list[tuple[str, int, list[dict[str, Any]
 
 
 def resolve_out(out: str | None, name: str = BENCH_OPS) -> Path | None:
-    """The JSONL file `--out` names: None (no file), `DEFAULT_OUT` -> profiles/<machine>/`name`
-    (bench_ops.jsonl; `bench phases` passes its own)."""
+    """The JSONL file `--out` names: None (no file), `DEFAULT_OUT` -> profiles/<machine>/scaling/`name`
+    (bench_ops.jsonl, beside the scaling study's sweep; `bench phases` passes its own)."""
     from jaxseq.bench.sweep import machine_folder
 
     if not out:
         return None
-    return machine_folder() / name if out == DEFAULT_OUT else Path(out)
+    return machine_folder("scaling") / name if out == DEFAULT_OUT else Path(out)
 
 
 def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -256,7 +256,7 @@ def add_parser(subparsers: Any) -> None:
                    "attention 256/512)")
     p.add_argument("--out", nargs="?", const=DEFAULT_OUT, metavar="FILE",
                    help="append one JSON line per measurement to FILE; --out alone: this machine's "
-                        "profiles/<machine>/bench_ops.jsonl")
+                        "profiles/<machine>/scaling/bench_ops.jsonl")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--pairs", type=_rounds, default=5, metavar="N",

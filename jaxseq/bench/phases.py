@@ -12,7 +12,7 @@ timed right after) minus that forward. Gradients are taken with respect to the p
 in `bench ops`.
 
     .venv/bin/jaxseq bench phases                       # B=32, H=I=256, T=1024, 7 rounds
-    .venv/bin/jaxseq bench phases --seq-len 256 --out   # append to profiles/<machine>/bench_phases.jsonl
+    .venv/bin/jaxseq bench phases --seq-len 256 --out   # append to profiles/<machine>/scaling/bench_phases.jsonl
     .venv/bin/jaxseq bench phases --layers 4 --seq-len 512   # the 4-layer stack of `bench ops`
 """
 from __future__ import annotations
@@ -193,6 +193,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--bidirectional", action="store_true")
     p.add_argument("--rounds", type=_positive, default=7)
     p.add_argument("--out", nargs="?", const=DEFAULT_OUT, metavar="FILE",
-                   help="append the record to FILE; --out alone: profiles/<machine>/bench_phases.jsonl")
+                   help="append the record to FILE; --out alone: profiles/<machine>/scaling/bench_phases.jsonl")
     p.set_defaults(func=_cmd)
     return p

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -40,6 +41,7 @@ import os
 import platform
 import re
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -325,9 +327,29 @@ def memory_label(mem: dict[str, Any] | None) -> str:
     return text
 
 
+_REPO = Path(__file__).resolve().parents[2]
+
+
+@functools.lru_cache(maxsize=1)
+def source_commit() -> str | None:
+    """The git commit of the jaxseq checkout this process runs (short hash, `+dirty` when its code under
+    jaxseq/ has uncommitted changes), or None outside a git checkout: which code measured a record."""
+    try:
+        head = subprocess.run(["git", "-C", str(_REPO), "rev-parse", "--short=7", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(_REPO), "status", "--porcelain", "--untracked-files=no", "--", "jaxseq"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def environment_info() -> dict[str, Any]:
-    """Versions, device, machine fingerprint, load and a UTC timestamp: what every record carries."""
+    """Versions, device, machine fingerprint, commit, load and a UTC timestamp: what every record carries."""
     return {
+        "commit": source_commit(),
         "versions": _versions(),
         "device": _device_info(),
         **machine_fields(),

@@ -1,7 +1,7 @@
 """`jaxseq trace summary DIR`: where the time of a `jax.profiler` trace went, without a browser.
 
     jaxseq trace summary runs/lstm/logs          # a training run's profile (--profile-steps)
-    jaxseq trace summary profiles/cpu-2core/traces   # a sweep's traces (jaxseq scale --trace)
+    jaxseq trace summary profiles/cpu-2core/scaling/traces   # a sweep's traces (jaxseq scale --trace)
     jaxseq trace summary DIR --top 5 --json
 
 DIR may hold one or more traces at any depth (a run's logdir, a `traces/` folder, one profile folder

@@ -80,7 +80,7 @@ SHORTEST_TRAIN: dict[str, int] = {
 # for installs where the package does not sit in a checkout.
 SHIPPED_DIR = Path(os.environ.get("JAXSEQ_M4_DIR", Path(__file__).resolve().parents[2] / "data" / "m4"))
 
-# sha256 of the shipped files (shared/data/README.md; re-verified after copying, see data/m4/README.md).
+# sha256 of the shipped files; their provenance and checks are recorded in data/m4/README.md.
 SHIPPED_SHA256: dict[str, str] = {
     "Hourly-train.csv": "ea59b7783573c49077a835ab6465c7d66f1474783360f310988a9a737fbca62f",
     "Hourly-test.csv": "71a57fccb15e534d973626ada4fb87febf789e9317715b7cc6dd3b5f90db6f42",

@@ -41,7 +41,7 @@ SPLITS = ("train", "val", "test_2016_flickr")
 LANGS = ("en", "de")
 SHIPPED_DIR = Path(os.environ.get("JAXSEQ_MULTI30K_DIR",
                                   Path(__file__).resolve().parents[2] / "data" / "multi30k"))
-# sha256 of the shipped files (shared/data/README.md section 3; re-verified after copying, data/multi30k/README.md).
+# sha256 of the shipped files; their provenance and checks are recorded in data/multi30k/README.md.
 SHIPPED_SHA256: dict[str, str] = {
     "train.en": "460a15fbd157e34a7a9957ee388c1ca247fe47af3ef25fb50442af6c274e0fc6",
     "train.de": "2c2b73fd2b548fbcde3a875e0a78d6ee94d498bfdee6bd3eae3945779e9ddf72",

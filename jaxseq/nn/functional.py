@@ -24,7 +24,7 @@ def pure(module: nnx.Module) -> tuple[Callable[..., Any], nnx.State]:
       key per step.
 
     Building a copy matters: merging the original RNG variables inside ``jax.grad`` and drawing
-    from them raises ``TraceContextError`` (KNOWLEDGE.md); the copy's variables belong to the
+    from them raises ``TraceContextError``; the copy's variables belong to the
     current trace. State changed during the call (RNG counters) is discarded.
 
     Example::

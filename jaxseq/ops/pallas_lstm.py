@@ -3,7 +3,7 @@ the cell's VJP and ``dz @ w_hh^T`` backward.
 
 Why: on a GPU an LSTM time step is bound by kernel launches, not FLOPs. XLA runs the scan body of
 :func:`jaxseq.ops.rnn.lstm_scan` as a recurrent matmul plus several small fusions per step (about
-12 kernels per step on the H200, ``profiles/h200``). This kernel does the whole step in one launch:
+12 kernels per step on the H200, ``profiles/gpu-nvidia-h200x1/scaling``). This kernel does the whole step in one launch:
 
     z = gx + h @ w_hh                     (gx = x_t @ w_ih + b, hoisted out of the scan)
     i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of z's four gate blocks

@@ -8,10 +8,10 @@ Each study registers in `STUDIES` and its module provides:
   finished points skipped on a rerun);
 - `write_report(...)`: `REPORT.md` and PNG plots computed from that JSONL alone.
 
-Results belong to a machine (`jaxseq.studies.base`): by default a study writes into this machine's
-folder `profiles/<machine_slug>/<StudySpec.folder>`, every record carries the machine's fingerprint,
-a rerun resumes only this machine's records, and a report covers one machine, with the committed
-reference folders (`StudySpec.references`, under `profiles/`) beside it.
+Results belong to a machine (`jaxseq.studies.base`). One rule places every result, the committed ones
+included: `profiles/<machine_slug>/<StudySpec.folder>/[<preset>/]`. Every record carries the machine's
+fingerprint, a rerun resumes only this machine's records, and a report covers one machine, with the
+same study's folders of the other machines under `profiles/` beside it as references.
 
 The measuring harness (timing, sweeps, FLOPs, workloads, op benchmarks) is `jaxseq.bench`; studies import
 it, never the other way round. Modules are imported lazily, so `import jaxseq.studies` stays cheap.
@@ -34,27 +34,27 @@ class StudySpec:
     commands: tuple[str, ...]   # the `jaxseq` subcommands its module registers
     results: str                # the resumable JSONL file inside its output folder
     claim: str                  # the claim of the story it measures
-    # Default output folder inside profiles/<machine_slug>/ ("" = that folder itself); None for a
-    # study whose results do not depend on the machine (it keeps one folder, `references[0]`).
-    folder: str | None = ""
-    references: tuple[str, ...] = ()  # committed folders under profiles/ its report compares with
+    # The study's folder inside profiles/<machine_slug>/; presets other than the default go one level
+    # deeper, profiles/<machine_slug>/<folder>/<preset>/.
+    folder: str
+    report: str = "REPORT.md"   # the report its write_report writes into the folder
 
 
 STUDIES: tuple[StudySpec, ...] = (
     StudySpec("scaling", "jaxseq.studies.scaling", ("scale", "report", "study"), "results.jsonl",
               "LSTMs cannot be parallelised over time; attention scales better (speed, memory, devices)",
-              folder="", references=("cpu-2core", "h200")),
+              folder="scaling"),
     StudySpec("longrange", "jaxseq.studies.longrange", ("longrange",), "results.jsonl",
-              "LSTMs can only model limited lengths", folder="longrange", references=("longrange",)),
+              "LSTMs can only model limited lengths", folder="longrange"),
     StudySpec("forecasting", "jaxseq.studies.forecasting", ("forecast",), "<Freq>-<model>.json",
               "on time series neither beats ARIMA; the ES-RNN hybrid won M4",
-              folder=None, references=("forecast",)),
+              folder="forecast"),
     StudySpec("charlm", "jaxseq.studies.charlm", ("lm-compare",), "lm_compare.jsonl",
               "LSTMs ruled language modelling: equal parameters, equal CPU time",
-              folder="charlm", references=("charlm",)),
+              folder="charlm", report="README.md"),
     StudySpec("translation", "jaxseq.studies.translation", ("translate",), "results.jsonl",
               "GNMT-style LSTM encoder-decoders ruled translation until the Transformer, which trains in parallel",
-              folder="translation", references=()),
+              folder="translation"),
 )
 
 

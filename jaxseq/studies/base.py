@@ -2,20 +2,19 @@
 
 A result belongs to the machine that measured it. Each study therefore
 
-- writes by default into this machine's folder, `profiles/<machine_slug>/<study folder>/`
-  (`default_out`, `resolve_out`), so a fresh clone measures instead of finding another machine's
-  points already done;
+- writes by default into this machine's folder, `profiles/<machine_slug>/<study folder>/[<preset>/]`
+  (`default_out`, `resolve_out`): the one rule for every result, the committed ones included;
 - appends records that carry the machine's fingerprint and id (`append_record`, or
   `jaxseq.bench.sweep.environment_info` / `Sweep`, which add them too);
 - resumes only its own machine's records (`own_records`, `is_this_machine`): a folder holding
   another machine's points makes this machine run them, never skip them;
 - reports on one machine at a time (`select_machine`: the newest machine in the folder, or the one
-  asked for), says which one and what it left out (`MachineRecords.note`), and puts the committed
-  reference folders beside it (`reference_folders`, `reference_records`).
+  asked for), says which one and what it left out (`MachineRecords.note`), and puts the same study's
+  folders of the other machines beside it (`reference_folders`, `reference_records`).
 
-Records written before fingerprints existed (the committed `profiles/` folders) read fine: they get a
-fingerprint derived from their `device`/`versions` fields, marked legacy, so they serve as
-references and no live machine ever resumes from them.
+Records written before fingerprints existed (some committed folders: `cpu-2core`,
+`gpu-nvidia-h200x1`) read fine: they get a fingerprint derived from their `device`/`versions` fields,
+marked legacy, so they serve as references and no live machine ever resumes from them.
 """
 from __future__ import annotations
 
@@ -26,11 +25,12 @@ from typing import Any, Iterable, Sequence
 
 from jaxseq.bench.sweep import (PROFILES_ROOT, append_jsonl, machine_fields, machine_fingerprint,
                                 machine_folder, machine_id, machine_label, machine_slug, read_jsonl,
+                                source_commit,
                                 record_fingerprint, record_machine_id)
 
 __all__ = ["PROFILES_ROOT", "REPO_PROFILES", "default_out", "resolve_out", "append_record",
            "is_this_machine", "own_records", "by_machine", "newest_machine", "MachineRecords",
-           "select_machine", "reference_folders", "reference_records", "this_machine_id"]
+           "select_machine", "study_root", "folder_name", "reference_folders", "reference_records", "this_machine_id"]
 
 # The repository's committed profiles/ (present in a source checkout; absent in an installed wheel).
 REPO_PROFILES = Path(__file__).resolve().parents[2] / PROFILES_ROOT
@@ -54,9 +54,12 @@ def resolve_out(out: str | os.PathLike | None, *parts: str, fp: dict[str, Any] |
 
 def append_record(path: str | os.PathLike, record: dict[str, Any], *,
                   fp: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Append `record` with this machine's fingerprint and id (unless it has them); return it."""
+    """Append `record` with this machine's fingerprint and id (unless it has them) and the source
+    commit; return it."""
     if not isinstance(record.get("fingerprint"), dict):
         record = {**record, **machine_fields(fp)}
+    if "commit" not in record:
+        record = {**record, "commit": source_commit()}
     append_jsonl(path, record)
     return record
 
@@ -156,19 +159,41 @@ def select_machine(records: Sequence[dict[str, Any]], machine: str | None = None
                           {m: (fps[m], len(g)) for m, g in groups.items() if m != chosen})
 
 
-def reference_folders(folder: str | os.PathLike, names: Sequence[str]) -> list[Path]:
-    """The committed reference folders `names` (e.g. "cpu-2core", "h200") for a study folder.
-
-    Looked up in the `profiles/` folder that holds `folder` (the nearest parent called profiles),
-    else in the repository's own `profiles/`; missing ones are left out.
-    """
+def study_root(folder: str | os.PathLike, study_folder: str) -> tuple[Path, Path, Path] | None:
+    """`folder` split by the results rule: (profiles root, machine folder, path below the study's
+    folder), e.g. `profiles/cpu-2core/longrange/full` -> (`profiles`, `profiles/cpu-2core`, `full`);
+    None when `folder` does not follow `.../profiles/<machine>/<study_folder>[/...]`."""
     folder = Path(folder).resolve()
-    roots = [p for p in (folder, *folder.parents) if p.name == PROFILES_ROOT][:1] + [REPO_PROFILES]
-    for root in roots:
-        found = [root / n for n in names if (root / n).is_dir()]
-        if found:
-            return found
-    return []
+    for study_dir in (folder, *folder.parents):
+        if study_dir.name == study_folder and study_dir.parent.parent.name == PROFILES_ROOT:
+            machine = study_dir.parent
+            return machine.parent, machine, folder.relative_to(study_dir)
+    return None
+
+
+def folder_name(folder: str | os.PathLike, study_folder: str) -> str:
+    """How reports name a results folder: `<machine>/<study_folder>[/<preset>]` by the results rule (the
+    same on every checkout), else the path as given."""
+    split = study_root(folder, study_folder)
+    if split is None:
+        return str(folder)
+    return "/".join((split[1].name, study_folder, *split[2].parts))
+
+
+def reference_folders(folder: str | os.PathLike, study_folder: str) -> list[Path]:
+    """The same study's folders of the other machines: `<root>/<other machine>/<study_folder>/<rest>`.
+
+    `<root>` is the profiles folder that holds `folder` by the results rule (`study_root`), else the
+    repository's own `profiles/`; `<rest>` is `folder`'s preset below the study folder, so a preset is
+    compared with the same preset only. Sorted by machine folder; `folder` itself is left out.
+    """
+    here = Path(folder).resolve()
+    split = study_root(here, study_folder)
+    root, rest = (split[0], split[2]) if split else (REPO_PROFILES, Path())
+    if not root.is_dir():
+        return []
+    found = [m / study_folder / rest for m in sorted(root.iterdir()) if m.is_dir()]
+    return [f for f in found if f.is_dir() and f.resolve() != here]
 
 
 def reference_records(path: str | os.PathLike, exclude: Iterable[str] = ()) -> MachineRecords:

@@ -18,7 +18,7 @@ fingerprint and id), `val_loss_vs_cpu.png`, `README.md` (table + settings). Work
 final state, TensorBoard logs) go under OUT/runs/ (git-ignored). Rerunning skips the models this
 machine finished; an unfinished model starts again from scratch. Another machine's records in OUT are
 kept but neither resumed from nor reported: the report and plot show this machine's runs, beside the
-committed reference `profiles/charlm/` (its final losses and steps per model).
+other machines' `profiles/*/charlm/` (their final losses and steps per model).
 """
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def run_one(kind: str, *, args: argparse.Namespace, data: Any, out: Path, runs: 
             "final_val_bpc": metrics_lib.bits_per_char(result.evals[final_step]),
             "final_train_loss": result.losses[max(result.losses)],
             "batch_size": args.batch_size, "seq_len": args.seq_len, "lr": args.lr,
-            "eval_batches": args.eval_batches, "loadavg_end": os.getloadavg()[0]}
+            "eval_batches": args.eval_batches, "seed": args.seed, "loadavg_end": os.getloadavg()[0]}
     _append(out / JSONL, done)
     return done
 
@@ -296,11 +296,9 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         args.batch_size, args.seq_len = min(args.batch_size, 8), min(args.seq_len, 32)
         args.eval_batches, args.evals = min(args.eval_batches, 2), 4
-    from jaxseq.studies import study
-    from jaxseq.studies.base import reference_folders, select_machine, this_machine_id
+    from jaxseq.studies.base import select_machine, this_machine_id
 
-    folder = study("charlm").folder or "charlm"
-    out = Path(args.out) if args.out else default_out(folder, "quick" if args.quick else "")
+    out = Path(args.out) if args.out else default_out("charlm", "quick" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
     runs = Path(args.runs_dir) if args.runs_dir else out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -335,20 +333,43 @@ def run(args: argparse.Namespace) -> int:
         r = run_one(kind, args=args, data=data, out=out, runs=runs, budget=budget)
         print(f"[lm-compare] {kind}: {r['steps']} steps, val {r['final_val_loss']:.4f} nats/char "
               f"({r['final_val_bpc']:.3f} bits/char), {r['cpu_s']:.0f} CPU s, {r['wall_s']:.0f} wall s", flush=True)
-    chosen = select_machine(read_jsonl(path), me)
-    records = chosen.records
-    refs = []
-    for ref_dir in reference_folders(out, study("charlm").references):
-        ref = select_machine(read_jsonl(ref_dir / JSONL), exclude=[me])
-        if ref.records:
-            refs.append((f"{ref_dir.name}/ ({ref.slug})", ref.records))
-    write_plot(records, out / PLOT)
-    meta_rec = next((r for r in records if r["type"] == "meta"), meta)
-    write_report(records, out / "README.md", budget=budget, args=args, meta=meta_rec,
-                 machine_note=chosen.note(), references=refs)
+    write_folder_report(out, machine=me, args=args)
+    records = select_machine(read_jsonl(path), me).records
     if not math.isfinite(sum(r["final_val_loss"] for r in records if r["type"] == "done")):
         print("[lm-compare] warning: a final validation loss is not finite", flush=True)
     return 0
+
+
+def write_folder_report(out: str | Path, *, machine: str | None = None, plots: bool = True,
+                        args: argparse.Namespace | None = None) -> Path:
+    """README.md (and the plot) of a results folder from its records alone: one machine's (`machine`,
+    default the newest), the recipe read back from its records (or `args`, the command's own), the
+    other machines' folders of this study beside it. Returns the README's path."""
+    from jaxseq.studies.base import reference_folders, select_machine
+
+    out = Path(out)
+    chosen = select_machine(read_jsonl(out / JSONL), machine)
+    records = chosen.records
+    done = [r for r in records if r["type"] == "done"]
+    meta = next((r for r in records if r["type"] == "meta"), None)
+    if not done or meta is None:
+        raise ValueError(f"--out {out}: {JSONL} holds no finished model of one machine")
+    first = done[0]
+    if args is None:
+        args = argparse.Namespace(quick=bool(meta.get("quick")), eval_batches=first["eval_batches"],
+                                  batch_size=first["batch_size"], seq_len=first["seq_len"], lr=first["lr"],
+                                  seed=first.get("seed", 0))
+    refs = []
+    for ref_dir in reference_folders(out, "charlm"):
+        ref = select_machine(read_jsonl(ref_dir / JSONL), exclude=[chosen.machine_id])
+        if ref.records:
+            refs.append((f"{ref_dir.parent.name}/ ({ref.slug})", ref.records))
+    if plots:
+        write_plot(records, out / PLOT)
+    path = out / "README.md"
+    write_report(records, path, budget=meta["budget_cpu_s"], args=args, meta=meta,
+                 machine_note=chosen.note(), references=refs)
+    return path
 
 
 def default_out(*parts: str) -> Path:

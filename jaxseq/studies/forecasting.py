@@ -1,6 +1,8 @@
 """`jaxseq forecast`: M4 forecasts of statistical and neural models, scored beside the published M4 numbers.
 
-    jaxseq forecast --dataset m4-hourly --model all [--series N] [--data-dir D] [--out profiles/forecast]
+    jaxseq forecast --dataset m4-hourly --model all [--series N] [--data-dir D] [--out DIR]
+
+OUT defaults to this machine's `profiles/<machine_slug>/forecast/`.
 
 For each model, writes `OUT/<Freq>[-nN]-<model>.csv` (M4 submission format, `jaxseq.data.m4.
 write_forecasts`) and `OUT/<Freq>[-nN]-<model>.json` (fit time, settings), then `OUT/REPORT.md` (sMAPE,
@@ -11,8 +13,10 @@ per model and the settings used, and `OUT/NOTES.md` if present) and PNG plots of
 * A model whose forecast CSV is already there is not recomputed (unless `--force`): later runs,
   and `--model all`, reuse it.
 * ARIMA/ETS/SES/Theta fit one series at a time in `--jobs` worker processes and cache each
-  series' forecast under `OUT/cache/` as soon as it is done (`jaxseq.models.statistical`), so a
-  killed run loses nothing and `--force` does not refit them (delete `OUT/cache` for that).
+  series' forecast under `--cache-dir` (default `~/.cache/jaxseq/forecast`, or
+  `$XDG_CACHE_HOME/jaxseq/forecast`; an input cache, never under profiles/) as soon as it is done
+  (`jaxseq.models.statistical`), so a killed run loses nothing and `--force` does not refit them
+  (delete the cache for that).
 * `--engine dask|ray` runs those fits on a cluster instead (`--engine-address tcp://host:8786`, or a
   local cluster of `--jobs` workers); the forecasts are the same and the cache is written here.
 * Every M4 frequency runs (`--data-dir` with `<Freq>-train.csv`/`-test.csv`): ES-RNN takes the
@@ -38,7 +42,6 @@ import dataclasses
 import datetime as _dt
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -46,7 +49,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MODELS", "parse_dataset", "run_forecast", "write_report", "add_parser"]
+from jaxseq.bench.sweep import machine_fields, machine_fingerprint, machine_label
+
+__all__ = ["MODELS", "parse_dataset", "run_forecast", "write_report", "add_parser", "significance_from_folder"]
 
 STATISTICAL = ("naive2", "snaive", "ses", "theta", "ets", "arima")
 NEURAL = ("lstm", "transformer", "mingru", "esrnn")
@@ -74,7 +79,19 @@ def _best_entry(freq: str, pub: dict[str, tuple[float, float, float]]) -> tuple[
     key = min(subs, key=lambda k: subs[k][2])
     return key, subs[key]
 
-MACHINE = "2-core CPU shared with other jobs"
+
+
+def default_out() -> Path:
+    """This machine's folder of the study: profiles/<machine_slug>/forecast/."""
+    from jaxseq.studies.base import default_out as _default_out
+
+    return _default_out("forecast")
+
+
+def default_cache() -> Path:
+    """Where the statistical fits are cached per series: an input cache, outside profiles/."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root, "jaxseq", "forecast")
 
 
 def parse_dataset(name: str) -> str:
@@ -302,7 +319,7 @@ def run_forecast(
     *,
     series: int | None = None,
     data_dir: str | os.PathLike | None = None,
-    out: str | os.PathLike = "profiles/forecast",
+    out: str | os.PathLike | None = None,
     force: bool = False,
     args: argparse.Namespace | None = None,
 ) -> Path:
@@ -323,10 +340,11 @@ def run_forecast(
         raise ValueError(f"--series {series} exceeds the {len(full)} {freq} series")
     index = select_series(len(full), None if series is None or int(series) == len(full) else int(series), seed=0)
     ds = full.subset(index)
-    out = Path(out)
+    out = default_out() if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.cache_dir) if getattr(args, "cache_dir", None) else default_cache()
     jobs = args.jobs if args.jobs is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    ctx = _Ctx(freq, ds, out, out / "cache", int(jobs), int(args.seed), args)
+    ctx = _Ctx(freq, ds, out, cache, int(jobs), int(args.seed), args)
     for model in names:
         stem = _stem(freq, len(ds), len(full), model)
         csv_path, meta_path = out / f"{stem}.csv", out / f"{stem}.json"
@@ -346,8 +364,8 @@ def run_forecast(
             "dataset": dataset,
             "n_series": len(ds),
             "wall_s": wall,
-            "machine": MACHINE,
-            "host": platform.node(),
+            "machine": machine_label(machine_fingerprint()),
+            **machine_fields(),
             "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "settings": settings,
         }
@@ -430,6 +448,103 @@ def _fmt_time(meta: dict[str, Any]) -> str:
     return f"{wall:.2f} s" if wall is not None else ""
 
 
+def _machines(results: dict[str, tuple[Any, dict[str, Any], np.ndarray]]) -> str:
+    """The machines the forecasts' `.json` files name (their fingerprint's label, or their own words)."""
+    names = []
+    for _, meta, _ in results.values():
+        fp = meta.get("fingerprint")
+        name = machine_label(fp) if isinstance(fp, dict) else meta.get("machine")
+        if name and name not in names:
+            names.append(name)
+    return "; ".join(names) or "not recorded"
+
+
+def _made(results: dict[str, tuple[Any, dict[str, Any], np.ndarray]]) -> str:
+    """The dates the forecasts were written (from their `.json`), so a regenerated report is identical."""
+    days = sorted({str(meta.get("written", ""))[:10] for _, meta, _ in results.values()} - {""})
+    if not days:
+        return "on an unrecorded date"
+    return f"on {days[0]}" if len(days) == 1 else f"from {days[0]} to {days[-1]}"
+
+
+def write_folder_report(out: str | os.PathLike, *, dataset: str = "m4-hourly",
+                        data_dir: str | os.PathLike | None = None, plots: bool = True) -> Path:
+    """REPORT.md of a results folder from its forecast files alone (the full `dataset`)."""
+    from jaxseq.data.m4 import load_m4
+
+    ds = load_m4(parse_dataset(dataset), data_dir)
+    return write_report(ds, full_size=len(ds), out=Path(out), dataset=dataset, plots=plots)
+
+
+def _per_series_errors(results: dict[str, tuple[Any, dict[str, Any], np.ndarray]]
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """({model: per-series sMAPE [series]}, {model: per-series MASE [series]}) of scored results."""
+    return ({m: r[0].smape_per_series for m, r in results.items()},
+            {m: r[0].mase_per_series for m, r in results.items()})
+
+
+def significance_from_folder(out: str | os.PathLike, *, dataset: str = "m4-hourly",
+                             data_dir: str | os.PathLike | None = None) -> list:
+    """The findings of the report's "Is any difference decisive?" section for a results folder (the
+    full `dataset`), as `jaxseq.studies.forecast_significance.Finding`s; writes nothing."""
+    from jaxseq.data.m4 import evaluate, load_m4, naive2
+    from jaxseq.studies.forecast_significance import decisive_findings
+
+    ds = load_m4(parse_dataset(dataset), data_dir)
+    n2 = naive2(ds.train, ds.horizon, ds.seasonality)
+    results = {}
+    for model in MODELS:
+        fc = _load_existing(Path(out) / f"{_stem(ds.frequency, len(ds), len(ds), model)}.csv", ds)
+        if fc is not None:
+            results[model] = (evaluate(ds, fc, naive2_forecasts=n2), {}, fc)
+    return decisive_findings(*_per_series_errors(results))
+
+
+def _significance_lines(ds, results, out: Path, plots: bool) -> list[str]:
+    """The report's "Is any difference decisive?" section (`jaxseq.studies.forecast_significance`),
+    with the per-series sMAPE box plot when `plots`."""
+    from jaxseq.studies.forecast_significance import RULE, decisive_findings, report_section
+
+    lines = ["", "## Is any difference decisive?", ""]
+    try:
+        findings = decisive_findings(*_per_series_errors(results))
+    except ValueError as e:  # e.g. a one-series run, or a non-finite MASE (a constant training series)
+        return lines + [RULE, "", f"Not computed: {e}."]
+    lines += report_section(findings)
+    if plots and findings:
+        p = _smape_distribution_plot(ds, results, out)
+        lines += ["", f"![{p.stem}](plots/{p.name})"]
+    return lines
+
+
+def _smape_distribution_plot(ds, results, out: Path) -> Path:
+    """`plots/<Freq>-smape-distribution.png`: a box per model (the table's order) of its per-series
+    sMAPE, log scale (values under 0.01 drawn at 0.01), the mean marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = [m for m, _ in sorted(results.items(), key=lambda kv: kv[1][0].owa)]
+    data = [np.maximum(results[m][0].smape_per_series, 1e-2) for m in order]
+    plot_dir = out / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    ax.boxplot(data, showmeans=True, whis=(5, 95), flierprops={"markersize": 2},
+               meanprops={"marker": "^", "markerfacecolor": "white", "markeredgecolor": "black"})
+    ax.set_xticks(range(1, len(order) + 1), order)
+    ax.set_yscale("log")
+    ax.set_ylabel("sMAPE per series (%)")
+    ax.set_title(f"M4 {ds.frequency}: per-series sMAPE over {len(ds)} series "
+                 "(box: quartiles; whiskers: 5th-95th percentile; triangle: mean)", fontsize=9)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    p = plot_dir / f"{ds.frequency}-smape-distribution.png"
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return p
+
+
 def write_report(ds, *, full_size: int, out: Path, dataset: str, plots: bool = True) -> Path:
     """Score every model whose forecasts for `ds` are in `out`; write REPORT.md (+ plots)."""
     from jaxseq.data.m4 import evaluate, naive2
@@ -449,8 +564,8 @@ def write_report(ds, *, full_size: int, out: Path, dataset: str, plots: bool = T
     lines = [
         f"# Forecasts: M4 {freq} ({len(ds)} of {full_size} series)",
         "",
-        f"Written by `jaxseq forecast --dataset {dataset}` on {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
-        f"Machine: {MACHINE}. Forecast files: `{_stem(freq, len(ds), full_size, '<model>')}.csv` (M4 format), "
+        f"Written by `jaxseq forecast --dataset {dataset}`; forecasts made {_made(results)}. "
+        f"Machine: {_machines(results)}. Forecast files: `{_stem(freq, len(ds), full_size, '<model>')}.csv` (M4 format), "
         "settings and times in the `.json` beside each.",
         "",
         "sMAPE in percent; MASE with the seasonal-naive scale at lag "
@@ -468,6 +583,7 @@ def write_report(ds, *, full_size: int, out: Path, dataset: str, plots: bool = T
         lines.append(f"| {model} | {score.smape:.3f} | {score.mase:.3f} | {score.owa:.3f} | {_fmt_time(meta)} |")
     if not results:
         lines.append("| (no forecasts yet) | | | | |")
+    lines += _significance_lines(ds, results, out, plots)
     pub = _published(freq)
     from jaxseq.data.m4 import SERIES_COUNT
 
@@ -498,7 +614,7 @@ def write_report(ds, *, full_size: int, out: Path, dataset: str, plots: bool = T
         lines += ["", "ARIMA note: the M4 organisers' ARIMA is R `forecast::auto.arima` with defaults (exact ML for "
                   "short series). Here statsforecast's AutoARIMA uses `approximation=True` (the CSS approximation "
                   "R itself switches to for long series) because the exact default costs ~50 s per Hourly series; "
-                  "each series' forecast is cached under `cache/auto_arima/`."]
+                  "each series' forecast is cached (`--cache-dir`)."]
     notes = out / "NOTES.md"  # hand-written analysis, kept across runs
     if notes.is_file():
         lines += ["", "## Notes (from NOTES.md)", "", notes.read_text().strip()]
@@ -552,7 +668,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
                    help=f"one or more of {', '.join(MODELS)}, or all (comma-separated also works)")
     p.add_argument("--series", type=int, help="deterministic random subset of N series (default all)")
     p.add_argument("--data-dir", help="folder with <Freq>-train.csv / -test.csv (default: the shipped data/m4)")
-    p.add_argument("--out", default="profiles/forecast", help="output folder (default profiles/forecast)")
+    p.add_argument("--out", help="output folder (default: this machine's profiles/<machine>/forecast/)")
+    p.add_argument("--cache-dir", help="per-series cache of the statistical fits (default "
+                   "$XDG_CACHE_HOME/jaxseq/forecast, else ~/.cache/jaxseq/forecast)")
     p.add_argument("--force", action="store_true", help="recompute models whose forecast CSV exists")
     p.add_argument("--jobs", type=int, help="worker processes for the statistical fits (default: all cores)")
     p.add_argument("--engine", choices=("local", "dask", "ray"), default="local",

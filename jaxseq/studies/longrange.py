@@ -50,9 +50,8 @@ Outputs in OUT (default: this machine's ``profiles/<machine_slug>/longrange/``, 
 finished cell, with the machine's fingerprint; a rerun skips the cells this machine finished with a
 final outcome and retries budget cuts and errors, resuming a cut cell from its engine checkpoint),
 ``plan.json``, ``REPORT.md`` and PNG plots, all generated from the JSONL (one machine's records: the
-newest machine's, or ``--machine``'s). Records of the first protocol (a fixed step budget per run,
-no ``outcome`` field, e.g. the committed ``profiles/longrange/``) get that protocol's report, which
-says so. Workdirs (engine checkpoints, TensorBoard logs, the validation curve) go to ``--workdir``
+newest machine's, or ``--machine``'s). Records of the superseded first protocol (a fixed step budget
+per run, no ``outcome`` field; in git history) are refused. Workdirs (engine checkpoints, TensorBoard logs, the validation curve) go to ``--workdir``
 (default ``runs/longrange``); checkpoints are deleted once a cell's record is final.
 """
 from __future__ import annotations
@@ -195,7 +194,7 @@ PRESETS: dict[str, Preset] = {
     # too, stalls at ~25% = 1/D (choosing among the D values in context); at batch 64 Transformer-RoPE
     # solves T=64 at step 450 (lr 3e-3) / 600 (1e-3), 29-38k sequences, hence MQAR at batch 64.
     # Four resumed passes (AMD 2-core, 2026-12-02/03: 42 + 117 + 25 + 75 min) finished it: 134 cells,
-    # 240 minutes of cell time (profiles/longrange/protocol3/full).
+    # 240 minutes of cell time (profiles/cpu-amd-epyc-2core/longrange/full).
     "full": Preset(
         tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256), lrs=(3e-3, 1e-2),
         max_steps=5000, batch_size=16, target_params=50_000, eval_every=50, patience=1000,
@@ -829,11 +828,9 @@ def _append(path: Path, rec: dict) -> None:
 
 def default_out(preset_name: str = "default") -> Path:
     """This machine's folder for a preset: profiles/<machine>/longrange[/<preset>] ("default": none)."""
-    from jaxseq.studies import study
     from jaxseq.studies.base import default_out as _default_out
 
-    return _default_out(study("longrange").folder or "longrange",
-                        "" if preset_name == "default" else preset_name)
+    return _default_out("longrange", "" if preset_name == "default" else preset_name)
 
 
 def plan_of(preset: Preset) -> dict[str, Any]:
@@ -943,9 +940,9 @@ def write_report(out: str | Path, *, machine: str | None = None,
                  references: list[str | Path] | None = None) -> Path:
     """REPORT.md and PNGs in `out`, computed from `out/results.jsonl` and `out/plan.json`.
 
-    One machine's records: `machine` (id, id prefix or slug), else the newest machine's. Records of
-    the current protocol get the frontier report; a folder holding only first-protocol records (no
-    `protocol` field) gets that protocol's report, marked as such.
+    One machine's records: `machine` (id, id prefix or slug), else the newest machine's. Only records of
+    the current protocol are read: a folder holding only first-protocol records (fixed step budgets, no
+    `protocol` field; superseded, kept in git history) is a ValueError.
     """
     from jaxseq.bench.sweep import load_records
     from jaxseq.studies.base import select_machine
@@ -958,8 +955,16 @@ def write_report(out: str | Path, *, machine: str | None = None,
     plan = json.loads((out / "plan.json").read_text()) if (out / "plan.json").is_file() else {}
     new = [r for r in chosen.records if r.get("protocol") == PROTOCOL]
     if not new or plan.get("protocol") != PROTOCOL:
-        return _write_report_v1(out, chosen, chosen.records, plan, references)
+        raise ValueError(f"{out}: no records of the current protocol ({PROTOCOL}) for machine "
+                         f"{chosen.slug}; the first protocol's records are no longer read")
     return _write_report_v2(out, chosen, new, plan, len(chosen.records) - len(new), references)
+
+
+def write_folder_report(out: str | Path, *, plots: bool = True) -> Path:
+    """REPORT.md (and plots) of a results folder from its records alone (the study contract's name).
+
+    The long-range report always draws its plots; `plots` is accepted for the contract."""
+    return write_report(out)
 
 
 def _bits(n: float | None) -> str:
@@ -1167,10 +1172,9 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
 def _reference_names(out: Path, chosen: Any, references: list[str | Path] | None) -> list[str]:
     """The reference folders, named with their machine and protocol (frontiers compare only within one)."""
     from jaxseq.bench.sweep import load_records
-    from jaxseq.studies import study
-    from jaxseq.studies.base import reference_folders, select_machine
+    from jaxseq.studies.base import folder_name, reference_folders, select_machine
 
-    folders = (reference_folders(out, study("longrange").references) if references is None
+    folders = (reference_folders(out, "longrange") if references is None
                else [Path(r) for r in references])
     L = []
     for folder in folders:
@@ -1181,10 +1185,7 @@ def _reference_names(out: Path, chosen: Any, references: list[str | Path] | None
             continue
         proto = "this protocol" if any(r.get("protocol") == PROTOCOL for r in ref.records) else \
             "the first protocol (fixed step budget): not comparable"
-        try:  # named from the checkout's root, not this machine's absolute path
-            name = Path(folder).resolve().relative_to(Path.cwd().resolve())
-        except ValueError:
-            name = Path(folder)
+        name = folder_name(folder, "longrange")
         L.append(f"- `{name}` ({ref.label}): {proto}; its own REPORT.md has its numbers.")
     return (["", "## References\n"] + L) if L else []
 
@@ -1249,54 +1250,7 @@ def _findings_v2(preset: Preset, searches: dict[tuple[str, str], Search], tasks:
     return F
 
 
-# ------------------------------------------------------------------------------------------------ first protocol
-def _score_v1(rec: dict) -> tuple[float, float]:
-    """The first protocol's LR choice: accuracy first, then lower eval loss."""
-    if rec.get("status") != "ok":
-        return (-1.0, -math.inf)
-    loss = rec.get("eval_loss")
-    return (rec.get("token_accuracy", -1.0), -(loss if loss is not None and math.isfinite(loss) else math.inf))
-
-
-def _fmt_acc(rec: dict | None) -> str:
-    if rec is None:
-        return "—"
-    st = rec.get("status")
-    if st == "ok":
-        return f"{100 * rec['token_accuracy']:.1f}"
-    if st == "skipped":
-        return "skip"
-    if st == "not_run":
-        return "not run (budget)"
-    return st or "?"
-
-
-def summarize(records: list[dict]) -> dict[str, Any]:
-    """Per (task, model, length): the chosen record (best LR among the runs at that length)."""
-    cells: dict[tuple[str, str, int], dict] = {}
-    for rec in _latest(records).values():
-        k = (rec["task"], rec["model"], rec["length"])
-        cur = cells.get(k)
-        if cur is None:
-            cells[k] = rec
-            continue
-        # Prefer ok over anything else, then the better score.
-        if rec.get("status") == "ok" and (cur.get("status") != "ok" or _score_v1(rec) > _score_v1(cur)):
-            cells[k] = rec
-        elif cur.get("status") != "ok" and rec.get("status") == "diverged":
-            cells[k] = rec
-    return cells
-
-
-def longest_solved(cells: dict, task: str, model: str, lengths: list[int]) -> int | None:
-    best = None
-    for T in lengths:
-        r = cells.get((task, model, T))
-        if r is not None and r.get("status") == "ok" and r["token_accuracy"] >= SOLVED:
-            best = T
-    return best
-
-
+# ------------------------------------------------------------------------------------------------ plots
 def _plots(out: Path, cells: dict, tasks: list[str], models: list[str], lengths: list[int],
            records: list[dict]) -> list[str]:
     import matplotlib
@@ -1366,328 +1320,6 @@ def _plots(out: Path, cells: dict, tasks: list[str], models: list[str], lengths:
     return names
 
 
-def _write_report_v1(out: Path, chosen: Any, records: list[dict], plan: dict,
-                 references: list[str | Path] | None = None) -> Path:
-    """The report of the first protocol (one fixed step budget per run; records without `outcome`)."""
-    p = plan.get("preset", {})
-    p = p if "steps" in p else {}  # a plan of another protocol: no protocol section
-    latest = list(_latest(records).values())
-    cells = summarize(records)
-    tasks = [t for t in (p.get("tasks") or _ALL_TASKS) if any(c[0] == t for c in cells)]
-    models = [m for m in (p.get("models") or _ALL_MODELS) if any(c[1] == m for c in cells)]
-    lengths = sorted({c[2] for c in cells})
-    L: list[str] = []
-    L.append("# Long-range synthetic tasks: which model solves which length\n")
-    L.append("Generated by `jaxseq longrange` from `results.jsonl` (no hand-written numbers). "
-             "Regenerate with `jaxseq longrange --out DIR --report-only`.\n")
-    L.append(chosen.note() + "\n")
-    L.append(_V1_NOTE + "\n")
-    L.append("## Protocol\n")
-    if p:
-        diff = dict((k, v) for k, v in p.get("difficulty", []))
-        L.append(f"- Preset `{plan.get('preset_name', '?')}`: {p['steps']} optimiser steps per run, batch "
-                 f"{p['batch_size']}, {p['layers']} layers, AdamW (warm-up 5%, cosine to 0.1×, weight decay 0.1, "
-                 f"clip 1.0), seed {p['seed']}, float32, through `jaxseq.train.loop.train` (checkpoints, "
-                 f"TensorBoard logs under the run's workdir).")
-        L.append(f"- Learning rates {p['lrs']}: "
-                 + ("swept at every length." if p.get("sweep_every_length") else
-                    f"swept at the shortest length ({lengths[0] if lengths else '?'}) per (task, model); "
-                    "the best (held-out accuracy, then eval loss) is reused at longer lengths."))
-        L.append(f"- Difficulty: " + ", ".join(f"{t} {diff.get(t)}" for t in tasks)
-                 + " (copy/selective copy: symbols to recall; MQAR: key-value pairs; adding: marked numbers). "
-                 f"Task options: " + "; ".join(f"{t} {dict(o)}" for t, o in p.get("task_options", []) if t in tasks) + ".")
-        L.append(f"- Accuracy: per answer position on {p['eval_examples']} fresh held-out sequences "
-                 f"(a seed never used in training); adding counts |prediction − sum| < tolerance. "
-                 f"**Solved** = accuracy ≥ {100 * SOLVED:.0f}%.")
-        L.append("- Models are causal (the output at step t sees inputs ≤ t). Widths are chosen per task so that "
-                 f"parameter counts match the target {p['target_params']:,} as closely as the width grid allows "
-                 "(table below). minGRU/minLSTM run their recurrence as a sequential scan (same numbers as the "
-                 "log-space parallel scan, faster on 2 CPU cores). Attention: einsum below 512 positions, the "
-                 "blockwise (flash-style) kernel from 512 on. LSTM initialisation: "
-                 + (f"PyTorch's, plus {p['lstm_forget_bias']:g} on the forget-gate bias." if p.get("lstm_forget_bias")
-                    else "PyTorch's (forget-gate bias not raised)."))
-        L.append("- A (task, model) no better than chance (accuracy < chance + 10% of the headroom) at one length "
-                 "is not trained at longer lengths (`skip`). `not run (budget)`: a per-model length cap or the "
-                 "sweep's time limit in this preset" + (f" (caps: {dict((k, v) for k, v in p.get('max_len', []))}; "
-                                                         f"time limit {p.get('budget_s')} s)" if p.get("max_len") or p.get("budget_s") else "") + ".")
-    L.append("")
-
-    # Parameter counts.
-    L.append("## Model sizes (d_model / parameters)\n")
-    L.append("| task | " + " | ".join(models) + " |")
-    L.append("|---|" + "---|" * len(models))
-    for task in tasks:
-        row = []
-        for m in models:
-            r = next((r for r in latest if r["task"] == task and r["model"] == m and "params" in r), None)
-            row.append(f"{r['d_model']} / {r['params']:,}" if r else "—")
-        L.append(f"| {task} | " + " | ".join(row) + " |")
-    L.append("")
-
-    # Accuracy tables.
-    L.append("## Held-out accuracy (%) vs length\n")
-    L.append("Cell: accuracy at the chosen learning rate; `skip`/`not run (budget)` as in the protocol; "
-             "`diverged`: non-finite loss at every learning rate tried.\n")
-    for task in tasks:
-        L.append(f"### {task}\n")
-        L.append("| model | " + " | ".join(f"T={T}" for T in lengths) + " |")
-        L.append("|---|" + "---|" * len(lengths))
-        for m in models:
-            L.append(f"| {m} | " + " | ".join(_fmt_acc(cells.get((task, m, T))) for T in lengths) + " |")
-        L.append("")
-    if any(t == "adding" for t in tasks):
-        L.append("Adding, held-out MSE (predicting the constant 1 gives ≈ 0.167):\n")
-        L.append("| model | " + " | ".join(f"T={T}" for T in lengths) + " |")
-        L.append("|---|" + "---|" * len(lengths))
-        for m in models:
-            row = []
-            for T in lengths:
-                r = cells.get(("adding", m, T))
-                row.append(f"{r['test_mse']:.4f}" if r and r.get("status") == "ok" and "test_mse" in r else "—")
-            L.append(f"| {m} | " + " | ".join(row) + " |")
-        L.append("")
-
-    # Longest solved.
-    L.append(f"## Longest length solved (accuracy ≥ {100 * SOLVED:.0f}%)\n")
-    L.append("| task | " + " | ".join(models) + " |")
-    L.append("|---|" + "---|" * len(models))
-    solved: dict[tuple[str, str], int | None] = {}
-    for task in tasks:
-        row = []
-        for m in models:
-            s = longest_solved(cells, task, m, lengths)
-            solved[(task, m)] = s
-            tried = [T for T in lengths if (c := cells.get((task, m, T))) is not None and c.get("status") == "ok"]
-            untried = [T for T in lengths if T not in tried]
-            note = ""
-            if s is not None and untried and max(untried) > s and all(T > s for T in untried):
-                note = f" (>{s} not run)"
-            row.append((str(s) if s is not None else "none") + note)
-        L.append(f"| {task} | " + " | ".join(row) + " |")
-    L.append("")
-
-    # Learning-rate sweep.
-    L.append("## Learning-rate sweep\n")
-    sweep_lrs = p.get("lrs", [])
-    if len(sweep_lrs) < 2:
-        L.append(f"One learning rate ({sweep_lrs}): no sweep.\n")
-    else:
-        L.append("| task | model | T | " + " | ".join(f"lr={lr:g}" for lr in sweep_lrs) + " | chosen |")
-        L.append("|---|---|---|" + "---|" * (len(sweep_lrs) + 1))
-    for task in tasks:
-        for m in models:
-            for T in lengths:
-                runs = {r["lr"]: r for r in latest if r["task"] == task and r["model"] == m and r["length"] == T
-                        and r.get("status") in ("ok", "diverged")}
-                if len(runs) < 2:
-                    continue
-                cells_lr = []
-                for lr in p.get("lrs", []):
-                    r = runs.get(lr)
-                    cells_lr.append("—" if r is None else (f"{100 * r['token_accuracy']:.1f}"
-                                                           if r["status"] == "ok" else r["status"]))
-                ch = cells.get((task, m, T))
-                L.append(f"| {task} | {m} | {T} | " + " | ".join(cells_lr) + f" | {ch['lr']:g} |")
-    L.append("")
-
-    # Time.
-    L.append("## Training time\n")
-    L.append("Seconds per run (wall / process CPU, compilation included), mean over tasks and learning rates; "
-             "the total is every run recorded, sweep included.\n")
-    L.append("| model | " + " | ".join(f"T={T}" for T in lengths) + " | total wall (s) | total CPU (s) |")
-    L.append("|---|" + "---|" * (len(lengths) + 2))
-    for m in models:
-        row = []
-        for T in lengths:
-            rs = [r for r in latest if r["model"] == m and r["length"] == T and "train_wall_s" in r]
-            row.append(f"{np.mean([r['train_wall_s'] for r in rs]):.1f} / {np.mean([r['train_cpu_s'] for r in rs]):.1f}"
-                       if rs else "—")
-        tw = sum(r.get("train_wall_s", 0.0) + r.get("eval_wall_s", 0.0) for r in latest if r["model"] == m)
-        tc = sum(r.get("train_cpu_s", 0.0) for r in latest if r["model"] == m)
-        L.append(f"| {m} | " + " | ".join(row) + f" | {tw:.0f} | {tc:.0f} |")
-    runs_ok = [r for r in latest if r.get("status") == "ok"]
-    total_wall = sum(r.get("train_wall_s", 0.0) + r.get("eval_wall_s", 0.0) for r in latest)
-    loads = [r["load"][0] for r in latest if r.get("load")]
-    L.append("")
-    stamps = sorted(r["timestamp"] for r in latest if r.get("timestamp"))
-    if len(stamps) >= 2:
-        import datetime as _dt
-
-        span = (_dt.datetime.fromisoformat(stamps[-1]) - _dt.datetime.fromisoformat(stamps[0])).total_seconds()
-        L.append(f"Records span {stamps[0]} to {stamps[-1]} ({span / 60:.1f} min between the first and the last "
-                 "record, the first run's own time not included).\n")
-    L.append(f"{len(runs_ok)} runs finished, {sum(r.get('status') == 'diverged' for r in latest)} diverged, "
-             f"{sum(r.get('status') == 'error' for r in latest)} errors, "
-             f"{sum(r.get('status') == 'skipped' for r in latest)} skipped, "
-             f"{sum(r.get('status') == 'not_run' for r in latest)} not run (budget); "
-             f"training + scoring wall time {total_wall / 60:.1f} min. "
-             + (f"1-minute load average at record time: median {np.median(loads):.1f}, max {max(loads):.1f} "
-                f"(the machine was shared; times are upper bounds)." if loads else ""))
-    L.append("")
-    names = _plots(out, cells, tasks, models, lengths, records)
-    L.append("## Plots\n")
-    for n in names:
-        L.append(f"![{n}]({n})\n")
-
-    # Findings.
-    L.append("## Findings (computed from the table above)\n")
-    L.extend(_findings_v1(cells, solved, tasks, models, lengths, steps=p.get("steps", "?"), n_lrs=len(p.get("lrs", []))))
-    L.extend(_reference_lines(out, chosen, p, tasks, models, latest, references))
-    subs = sorted(d for d in out.iterdir() if d.is_dir() and (d / "results.jsonl").is_file())
-    if subs:
-        L.append("\n## Other sweeps in this folder\n")
-        for d in subs:
-            sp = json.loads((d / "plan.json").read_text()).get("preset", {}) if (d / "plan.json").is_file() else {}
-            defaults: dict[str, Any] = {}
-            changed = {k: v for k, v in sp.items() if p and p.get(k, defaults.get(k)) != v}
-            L.append(f"- [{d.name}/REPORT.md]({d.name}/REPORT.md): settings that differ from this sweep: "
-                     + (", ".join(f"{k}={v}" for k, v in changed.items()) or "none") + ".")
-    errs = [r for r in latest if r.get("status") == "error"]
-    if errs:
-        L.append("\n## Errors\n")
-        for r in errs:
-            L.append(f"- {r['task']} {r['model']} T={r['length']} lr={r['lr']:g}: {r.get('message', '')[:300]}")
-    path = out / "REPORT.md"
-    path.write_text("\n".join(L) + "\n")
-    return path
-
-
-def _reference_lines(out: Path, chosen: Any, plan: dict, tasks: list[str], models: list[str],
-                     latest: list[dict], references: list[str | Path] | None) -> list[str]:
-    """This machine beside the reference folders: longest solved length and training time per model.
-
-    A reference whose preset differs (steps, batch, lengths, lrs, ...) is named but not compared:
-    its accuracies answer another question.
-    """
-    from jaxseq.bench.sweep import load_records
-    from jaxseq.studies import study
-    from jaxseq.studies.base import reference_folders, select_machine
-
-    folders = (reference_folders(out, study("longrange").references) if references is None
-               else [Path(r) for r in references])
-    refs = []
-    for folder in folders:
-        recs = load_records(Path(folder) / "results.jsonl")
-        ref = select_machine(recs, exclude=[chosen.machine_id])
-        if ref.machine_id is None:
-            continue
-        ref_plan = (json.loads((Path(folder) / "plan.json").read_text()).get("preset", {})
-                    if (Path(folder) / "plan.json").is_file() else {})
-        refs.append((Path(folder), ref, ref_plan))
-    if not refs:
-        return []
-    L = ["", "## This machine beside the references\n"]
-    same = [(f, r, rp) for f, r, rp in refs
-            if {k: v for k, v in rp.items() if k != "budget_s"} == {k: v for k, v in plan.items() if k != "budget_s"}]
-    for f, r, _ in refs:
-        if all(f != g for g, _, _ in same):
-            L.append(f"- `{f}` ({r.label}): another preset than this folder's; not compared.")
-    if not same:
-        return L + [""]
-    head = f"your machine `{chosen.slug}`" if not chosen.legacy else f"this folder `{chosen.slug}`"
-    L.append("Longest length solved per task (all tasks' lengths) and training wall time summed over the "
-             "model's runs; the references are other machines' records with the same preset, read from "
-             "their own folders.\n")
-    cols = [head] + [f"`{f.name}` ({r.slug}, reference)" for f, r, _ in same]
-    L.append("| model | " + " | ".join(cols) + " |")
-    L.append("|---|" + "---|" * len(cols))
-
-    def cell(recs: list[dict], model: str) -> str:
-        cells = summarize(recs)
-        lens = sorted({c[2] for c in cells})
-        solved = [f"{t} {longest_solved(cells, t, model, lens) or '-'}" for t in tasks]
-        wall = sum(r.get("train_wall_s", 0.0) for r in _latest(recs).values() if r.get("model") == model)
-        return f"{', '.join(solved)}; {wall:.0f} s"
-
-    for m in models:
-        L.append(f"| {m} | " + " | ".join([cell(latest, m)] + [cell(r.records, m) for _, r, _ in same]) + " |")
-    return L + [""]
-
-
-def _findings_v1(cells: dict, solved: dict, tasks: list[str], models: list[str], lengths: list[int],
-              steps: Any = "?", n_lrs: int = 0) -> list[str]:
-    F: list[str] = []
-    rnns = [m for m in models if not m.startswith("transformer")]
-    trans = [m for m in models if m.startswith("transformer")]
-    for task in tasks:
-        parts = []
-        for m in models:
-            s = solved.get((task, m))
-            parts.append(f"{m} {s if s is not None else 'none'}")
-        F.append(f"- **{task}** — longest length solved: " + ", ".join(parts) + ".")
-    # The claim "LSTMs can only model limited sequence lengths".
-    if "lstm" in models:
-        lstm_best = {t: solved.get((t, "lstm")) for t in tasks}
-        long_ok = {t: s for t, s in lstm_best.items() if s is not None}
-        if long_ok:
-            top_task = max(long_ok, key=long_ok.get)
-            F.append(f"- LSTM solved {len(long_ok)} of {len(tasks)} tasks at some length; its longest solved length "
-                     f"is {long_ok[top_task]} ({top_task}).")
-        else:
-            F.append("- LSTM solved none of the tasks at any length in this budget.")
-        for t in tasks:
-            s_l = lstm_best.get(t)
-            runs = [(T, cells.get((t, "lstm", T))) for T in lengths]
-            accs = [(T, r["token_accuracy"]) for T, r in runs if r is not None and r.get("status") == "ok"]
-            if s_l is not None and s_l == max(T for T, _ in accs):
-                longest_tried = max(T for T, _ in accs)
-                if longest_tried >= 1024:
-                    F.append(f"  - {t}: LSTM solves every length it was trained at, up to {longest_tried}: no length "
-                             "limit shows within the lengths run — this contradicts the claim that LSTMs can only "
-                             "model limited sequence lengths (for this task, at this budget).")
-                else:
-                    F.append(f"  - {t}: LSTM solves every length it was trained at, but only lengths up to "
-                             f"{longest_tried} ran: no evidence either way about longer sequences.")
-            elif accs:
-                first_fail = next((T for T, a in accs if a < SOLVED), None)
-                F.append(f"  - {t}: LSTM accuracy by length " + ", ".join(f"{T}: {100 * a:.1f}%" for T, a in accs)
-                         + (f"; first below {100 * SOLVED:.0f}% at {first_fail}." if first_fail else "."))
-                if first_fail == min(T for T, _ in accs):
-                    others = [m for m in models if m != "lstm" and solved.get((t, m)) is not None
-                              and solved[(t, m)] >= first_fail]
-                    trend = ""
-                    if len(accs) >= 2:
-                        trend = (f"; its accuracy {'falls' if accs[-1][1] < accs[0][1] else 'does not fall'} with "
-                                 f"length ({100 * accs[0][1]:.1f}% at {accs[0][0]} → {100 * accs[-1][1]:.1f}% at "
-                                 f"{accs[-1][0]})")
-                    chance = next((r.get("chance") for _, r in runs if r is not None and r.get("chance")), None)
-                    at_chance = chance is not None and accs[0][1] < chance + 0.1 * (1 - chance)
-                    F.append("    Not solved even at the shortest length"
-                             + (" (no better than chance: the task was not learned at all in this budget)"
-                                if at_chance else "") + trend
-                             + (f"; solved at that length by: {', '.join(others)}." if others else
-                                "; no other model solved it there either." if len(models) > 1 else
-                                " (no other model in this sweep)."))
-        if trans:
-            better = [t for t in tasks if (solved.get((t, "lstm")) or 0) > max((solved.get((t, m)) or 0) for m in trans)]
-            worse = [t for t in tasks if (solved.get((t, "lstm")) or 0) < max((solved.get((t, m)) or 0) for m in trans)]
-            F.append(f"- LSTM vs the best Transformer (longest solved length): LSTM longer on {better or 'no task'}, "
-                     f"Transformer longer on {worse or 'no task'}, equal elsewhere.")
-    for m in models:
-        n = sum(solved.get((t, m)) is not None for t in tasks)
-        drops = []
-        if len(lengths) >= 2:
-            a, b = lengths[0], lengths[1]
-            for t in tasks:
-                ra, rb = cells.get((t, m, a)), cells.get((t, m, b))
-                if ra and rb and ra.get("status") == "ok" and rb.get("status") == "ok":
-                    drops.append(100 * (rb["token_accuracy"] - ra["token_accuracy"]))
-        F.append(f"- {m}: solved {n}/{len(tasks)} tasks at ≥ 1 length"
-                 + (f"; accuracy change from T={lengths[0]} to T={lengths[1]}, mean over the {len(drops)} tasks run "
-                    f"at both: {np.mean(drops):+.1f} points." if drops else "."))
-    long_runs = [k for k, r in cells.items() if k[2] >= 1024 and r.get("status") == "ok"]
-    if any(T >= 1024 for T in lengths):
-        F.append(f"- Runs finished at length ≥ 1024: {len(long_runs)}"
-                 + (" — this sweep gives no evidence about any model at 1024 and beyond." if not long_runs else
-                    " (" + ", ".join(f"{t}/{m}/{T}" for t, m, T in sorted(long_runs)) + ")."))
-    F.append(f"- Caveat: one seed, a fixed step budget of {steps} steps per run, and "
-             + (f"a {n_lrs}-value learning-rate sweep" if n_lrs > 1 else "a single learning rate")
-             + " (see the protocol); a failure here means *not learned in this budget*, not *cannot be "
-             "represented*. Longer lengths were skipped after a no-better-than-chance result at a shorter one.")
-    return F
-
-
-# ------------------------------------------------------------------------------------------------ CLI
 def preset_from_args(args: argparse.Namespace) -> Preset:
     if args.preset not in PRESETS:
         raise ValueError(f"--preset: expected one of {', '.join(PRESETS)}, got {args.preset!r}")

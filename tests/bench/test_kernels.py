@@ -263,7 +263,7 @@ def test_cli_lazy_ops(model, module, capsys):
 def _h200_trace():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "profiles" / "h200" / "traces" / "lstm_T256_bfloat16"
+    root = Path(__file__).resolve().parents[2] / "profiles" / "gpu-nvidia-h200x1" / "scaling" / "traces" / "lstm_T256_bfloat16"
     found = sorted(root.rglob("*.xplane.pb"))
     if not found:
         pytest.skip("the committed H200 LSTM trace is not in this checkout")

@@ -125,8 +125,8 @@ def test_machine_slugs():
 def test_legacy_records_get_a_derived_fingerprint():
     # The committed results were written before fingerprints: one machine per folder, including the
     # device-count points that ran on 2, 4 and 8 fake CPU devices.
-    cpu = load_records(PROFILES / "cpu-2core" / "results.jsonl")
-    h200 = load_records(PROFILES / "h200" / "results.jsonl")
+    cpu = load_records(PROFILES / "cpu-2core" / "scaling" / "results.jsonl")
+    h200 = load_records(PROFILES / "gpu-nvidia-h200x1" / "scaling" / "results.jsonl")
     assert cpu and h200
     assert {r["device"]["device_count"] for r in cpu} == {1, 2, 4, 8}
     assert len({record_machine_id(r) for r in cpu}) == 1

@@ -17,7 +17,7 @@ from jaxseq.bench.traces import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-COMMITTED = REPO / "profiles" / "cpu-2core" / "traces"
+COMMITTED = REPO / "profiles" / "cpu-2core" / "scaling" / "traces"
 
 
 @pytest.mark.parametrize("op_name, part", [
@@ -100,7 +100,7 @@ def test_committed_traces_read_without_named_parts():
 def test_gpu_traces_use_the_device_planes(name):
     import gzip
 
-    [s] = summarize_traces(REPO / "profiles" / "h200" / "traces" / name)
+    [s] = summarize_traces(REPO / "profiles" / "gpu-nvidia-h200x1" / "scaling" / "traces" / name)
     # Reference: the kernels of the GPU streams in the trace.json.gz that jax.profiler wrote beside it
     # (one stream here: nothing nests, so each kernel's duration is its self time).
     [tj] = s.path.parent.glob("*.trace.json.gz")

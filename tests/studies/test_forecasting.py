@@ -17,7 +17,7 @@ TINY_ESRNN = ["--set", "input_size=12", "--set", "extra_seasonalities=[]", "--se
 def test_forecast_end_to_end_and_reuse(tmp_path, capsys):
     out = tmp_path / "fc"
     argv = ["forecast", "--dataset", "m4-hourly", "--model", "naive2", "snaive", "ses", "lstm,esrnn",
-            "--series", "3", "--out", str(out), "--jobs", "1", "--steps", "3", "--epochs", "1",
+            "--series", "3", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1", "--steps", "3", "--epochs", "1",
             "--ensemble", "1", "--hidden-size", "8", *TINY_ESRNN, "--no-progress"]
     assert main(argv) == 0
     for model in ("naive2", "snaive", "ses", "lstm", "esrnn"):
@@ -31,9 +31,12 @@ def test_forecast_end_to_end_and_reuse(tmp_path, capsys):
     report = (out / "REPORT.md").read_text()
     assert "| esrnn |" in report and "| naive2 | " in report and "| 1.000 |" in report
     assert "0.440" in report and "0.410" in report  # Smyl, best Hourly (published)
-    assert "2-core CPU shared with other jobs" in report
+    from jaxseq.bench.sweep import machine_fingerprint, machine_label
+
+    assert f"Machine: {machine_label(machine_fingerprint())}." in report  # from the records' fingerprints
+    assert meta["fingerprint"] == machine_fingerprint()
     assert len(list((out / "plots").glob("*.png"))) == 3
-    assert len(list((out / "cache" / "ses").glob("*.npz"))) == 3  # per-series cache
+    assert len(list((tmp_path / "cache" / "ses").glob("*.npz"))) == 3  # per-series cache, outside OUT
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.csv")}
     capsys.readouterr()
     assert main(argv[:-1] + ["--no-plots", "--no-progress"]) == 0

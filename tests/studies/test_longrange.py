@@ -404,15 +404,14 @@ def test_state_and_task_bits():
     assert longrange.task_bits("adding", 2, {"tolerance": 0.04}) == pytest.approx(math.log2(25))
 
 
-def test_first_protocol_records_still_report(tmp_path):
-    """The committed first-protocol folder renders, and says which protocol it is."""
-    src = Path(__file__).resolve().parents[2] / "profiles" / "longrange"
+def test_first_protocol_records_are_refused(tmp_path):
+    """Records of the superseded first protocol (no `protocol` field) are no longer read."""
     out = tmp_path / "old"
     out.mkdir()
-    for f in ("results.jsonl", "plan.json"):
-        shutil.copy(src / f, out / f)
-    text = longrange.write_report(out, references=[]).read_text()
-    assert "First protocol" in text and "Longest length solved" in text and "| lstm |" in text
+    (out / "results.jsonl").write_text(json.dumps({"key": "k", "task": "copy", "model": "lstm", "length": 64,
+                                                   "status": "ok", "steps": 200}) + "\n")
+    with pytest.raises(ValueError, match="first protocol"):
+        longrange.write_report(out, references=[])
 
 
 @pytest.mark.slow

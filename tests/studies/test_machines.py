@@ -31,16 +31,19 @@ def test_default_out_is_this_machines_folder(monkeypatch, tmp_path):
     slug = machine_slug(A)
     assert slug == "cpu-fake-model-a-3core"
     assert base.default_out() == Path("profiles", slug)
-    assert scale.resolve_out(None, "cpu") == Path("profiles", slug)
-    assert scale.resolve_out(None, "gpu") == Path("profiles", slug)
-    assert scale.resolve_out(None, "smoke") == Path("profiles", slug, "smoke")
+    assert scale.resolve_out(None, "cpu") == Path("profiles", slug, "scaling")
+    assert scale.resolve_out(None, "gpu") == Path("profiles", slug, "scaling")
+    assert scale.resolve_out(None, "smoke") == Path("profiles", slug, "scaling", "smoke")
     assert scale.resolve_out(tmp_path, "cpu") == tmp_path  # an explicit --out wins
     assert longrange.default_out() == Path("profiles", slug, "longrange")
     assert longrange.default_out("smoke") == Path("profiles", slug, "longrange", "smoke")
     assert charlm.default_out("charlm") == Path("profiles", slug, "charlm")
     from jaxseq.bench import ops_bench
 
-    assert ops_bench.resolve_out(ops_bench.DEFAULT_OUT) == Path("profiles", slug, "bench_ops.jsonl")
+    assert ops_bench.resolve_out(ops_bench.DEFAULT_OUT) == Path("profiles", slug, "scaling", "bench_ops.jsonl")
+    from jaxseq.studies import forecasting
+
+    assert forecasting.default_out() == Path("profiles", slug, "forecast")
     assert ops_bench.resolve_out(None) is None
     # --out is optional for every study command now (it used to be required for scale/lm-compare).
     from jaxseq.cli import build_parser
@@ -49,11 +52,10 @@ def test_default_out_is_this_machines_folder(monkeypatch, tmp_path):
     for cmd in ("scale", "study", "longrange", "lm-compare"):
         assert parser.parse_args([cmd]).out is None, cmd
     assert parser.parse_args(["bench", "ops", "--out"]).out == ops_bench.DEFAULT_OUT
-    # No machine's default folder is a committed reference folder (a live slug always names its
-    # CPU model), so a fresh clone's `make study` measures instead of finding points done.
+    # A live slug always names its CPU model: no live machine writes into a legacy folder.
     monkeypatch.setattr(sweep_mod, "_FINGERPRINT", None)
     live = machine_slug(sweep_mod.machine_fingerprint())
-    assert live not in {"cpu-2core", "h200", "longrange", "charlm", "forecast"}
+    assert live not in {"cpu-2core", "gpu-nvidia-h200x1"}
 
 
 def _rec(fp, ts, key="p", **kw):
@@ -106,12 +108,12 @@ def _write(path: Path, recs):
 
 def test_report_uses_one_machine_beside_the_references(tmp_path):
     profiles = tmp_path / "profiles"
-    mine = profiles / machine_slug(B)
+    mine = profiles / machine_slug(B) / "scaling"
     # In my folder: an older run of machine A (LSTM 2.0x torch) and my run (LSTM 1.5x torch).
     _write(mine / "results.jsonl", _scaling_records(A, "2026-12-01T08:00:00+00:00", 0.5, 1.0)
            + _scaling_records(B, "2026-12-01T09:00:00+00:00", 0.2, 0.3))
     # The committed reference: legacy records (no fingerprint), LSTM 0.74x torch.
-    _write(profiles / "cpu-2core" / "results.jsonl",
+    _write(profiles / "cpu-2core" / "scaling" / "results.jsonl",
            _scaling_records(None, "2026-11-27T09:00:00+00:00", 0.629, 0.465))
     path = report.write_report(mine)
     text = path.read_text()
@@ -119,7 +121,7 @@ def test_report_uses_one_machine_beside_the_references(tmp_path):
     assert "scale sweep: 1.50x (met" in findings and "2.00x" not in findings  # B only, not A
     assert "2 of `cpu-fake-model-a-3core`" in text  # the left-out records are named
     section = text.split("## Your machine beside the references")[1].split("## Findings")[0]
-    assert f"your machine: `{machine_slug(B)}`" in section and "`cpu-2core` (reference)" in section
+    assert f"your machine: `{machine_slug(B)}`" in section and "`cpu-2core/scaling` (reference)" in section
     row = next(ln for ln in section.splitlines() if ln.startswith("| jaxseq LSTM vs torch.nn.LSTM"))
     assert "1.50x (200 vs 300 ms)" in row and "0.74x (629 vs 465 ms)" in row
     assert "legacy" in section  # the reference's machine is labelled as derived
@@ -128,17 +130,17 @@ def test_report_uses_one_machine_beside_the_references(tmp_path):
     text = path.read_text()
     assert "scale sweep: 2.00x (met" in text and "No reference folders found" in text
     # The committed folder itself reports its own (legacy) machine as "this folder".
-    report.write_report(profiles / "cpu-2core", out=tmp_path / "r")
+    report.write_report(profiles / "cpu-2core" / "scaling", out=tmp_path / "r")
     assert "this folder: `cpu-2core`" in (tmp_path / "r" / "REPORT.md").read_text()
     assert main(["report", "--in", str(mine), "--references", str(tmp_path / "missing")]) == 2
 
 
 def test_committed_folders_still_report(tmp_path):
     # The committed JSONL (legacy records) reads as before: same targets as the committed REPORT.md.
-    path = report.write_report(ROOT / "profiles" / "h200", out=tmp_path)
+    path = report.write_report(ROOT / "profiles" / "gpu-nvidia-h200x1" / "scaling", out=tmp_path)
     text = path.read_text()
-    assert "`gpu-nvidia-h200x1`" in text and "`cpu-2core` (reference)" in text
-    committed = (ROOT / "profiles" / "h200" / "REPORT.md").read_text()
+    assert "`gpu-nvidia-h200x1`" in text and "`cpu-2core/scaling` (reference)" in text
+    committed = (ROOT / "profiles" / "gpu-nvidia-h200x1" / "scaling" / "REPORT.md").read_text()
     for line in committed.splitlines():
         if line.startswith("- **"):
             assert line in text

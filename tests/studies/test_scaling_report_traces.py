@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxseq.studies.scaling.report import Study, build_report, trace_findings
 
 REPO = Path(__file__).resolve().parents[2]
-COMMITTED = REPO / "profiles" / "cpu-2core" / "traces" / "mingru_T512_float32"
+COMMITTED = REPO / "profiles" / "cpu-2core" / "scaling" / "traces" / "mingru_T512_float32"
 
 
 def test_no_traces_no_section(tmp_path):

@@ -21,7 +21,7 @@ from _train_helpers import REPO
 
 TINY = ["--model", "lstm", "--d-model", "16", "--layers", "1", "--batch-size", "8", "--seq-len", "16",
         "--lr", "1e-2", "--warmup-steps", "2", "--eval-every", "0", "--ckpt-every", "0", "--no-progress"]
-SWEEP_TRACE = REPO / "profiles" / "cpu-2core" / "traces" / "mingru_T512_float32"
+SWEEP_TRACE = REPO / "profiles" / "cpu-2core" / "scaling" / "traces" / "mingru_T512_float32"
 DEADLINE_S = 50  # the whole test, TensorBoard's start included
 
 

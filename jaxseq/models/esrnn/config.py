@@ -24,10 +24,10 @@ class ESRNNConfig:
     ensembles with batch 4: 5 × 13-16 epochs 0.451, 3 × 27 epochs 0.447, 6 × 36 epochs 0.447
     (340 s on the 2-core CPU when it was quiet, ~1.5-2 s per epoch), all with series cut to 700
     points. Validation split (last 48 training points, 3 members, scripts/esrnn_validate.py,
-    profiles/forecast/esrnn_validation.jsonl): base 0.4775; level_penalty 3 0.4771, 30 0.4798;
+    profiles/cpu-2core/forecast/esrnn_validation.jsonl): base 0.4775; level_penalty 3 0.4771, 30 0.4798;
     hidden 64 0.4756; tau 0.45 0.4881; learning rate 5e-3 0.4898; padding to the longest series
     with max_len 1000 0.4691 (these defaults). Per-series best-k member selection (`best_members`)
-    did not help on the test set (profiles/forecast/esrnn_member_selection.json), so it is off.
+    did not help on the test set (profiles/cpu-2core/forecast/esrnn_member_selection.json), so it is off.
     Session 4, members trained together (vmapped), same split: base (input 24) 0.4682 / 0.4729
     (seeds 0 / 1); input_size 48 0.4641 / 0.4676 (now the default), 96 0.4651; tau 0.5 0.4680;
     no tanh layer 0.4687; hidden 64 0.4671; batch 2 0.4712; c_state_penalty 1 0.4791; 5 members

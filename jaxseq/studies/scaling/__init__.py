@@ -2,14 +2,14 @@
 
 `sweep` (`jaxseq scale`) measures points into `results.jsonl`; `report` (`jaxseq report`) writes
 `REPORT.md` and plots from it; `study` (`jaxseq study`, what `make study` runs) does bench ops, the
-sweep and the report into one folder, by default this machine's `profiles/<machine_slug>/`.
+sweep and the report into one folder, by default this machine's `profiles/<machine_slug>/scaling/`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "write_report"]
+__all__ = ["add_parser", "write_report", "write_folder_report"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -26,3 +26,10 @@ def write_report(folder: str | Path, out: str | Path | None = None, **kwargs: An
     from jaxseq.studies.scaling.report import write_report as _write_report
 
     return _write_report(folder, out, **kwargs)
+
+
+def write_folder_report(out: str | Path, *, plots: bool = True) -> Path:
+    """REPORT.md (and plots) of a results folder from its records alone (the study contract's name).
+
+    The scaling report always draws its plots; `plots` is accepted for the contract."""
+    return write_report(out)

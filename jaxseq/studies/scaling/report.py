@@ -1,6 +1,6 @@
 """`jaxseq report`: REPORT.md and PNG plots from a study folder's JSONL files.
 
-    jaxseq report --in profiles/cpu-2core [--out profiles/cpu-2core]
+    jaxseq report --in profiles/cpu-2core/scaling [--out DIR]
 
 Reads `IN/results.jsonl` (`jaxseq scale`, see `jaxseq.bench.sweep` for the record format) and, when
 present, `IN/bench_ops.jsonl` (`jaxseq bench ops`) and `IN/bench_phases.jsonl` (`jaxseq bench phases`), and writes `OUT/REPORT.md` with PNG plots beside it:
@@ -18,8 +18,8 @@ When a point was recorded more than once (a `--retry-errors` rerun), its last re
 
 One machine per report: when the folder holds records of several machines (see
 `jaxseq.studies.base`), the findings use the newest machine's records (or `--machine ID`'s) and say
-which were left out. A section puts that machine beside the committed references (`profiles/cpu-2core`,
-`profiles/h200`; `--references DIR...` for others): the headline points, one column per machine.
+which were left out. A section puts that machine beside the other machines' scaling folders
+(`profiles/*/scaling/`; `--references DIR...` for others): the headline points, one column per machine.
 """
 from __future__ import annotations
 
@@ -724,15 +724,14 @@ def load_references(folder: str | Path, study: Study, references: list[str | Pat
                     ) -> list[tuple[str, Study]]:
     """(name, Study) of the reference folders, each one machine other than `study`'s.
 
-    `references` None: the committed folders of the scaling study (`StudySpec.references`, found by
-    `jaxseq.studies.base.reference_folders`). In each folder the newest machine other than the
+    `references` None: the scaling folders of the other machines under the same profiles/
+    (`jaxseq.studies.base.reference_folders`). In each folder the newest machine other than the
     report's own is used; a folder holding no other machine is left out.
     """
-    from jaxseq.studies import study as spec
-    from jaxseq.studies.base import reference_folders
+    from jaxseq.studies.base import folder_name, reference_folders
 
     if references is None:
-        paths = reference_folders(folder, spec("scaling").references)
+        paths = reference_folders(folder, "scaling")
     else:
         paths = [Path(r) for r in references]
     own = study.machine.machine_id if study.machine is not None else None
@@ -747,7 +746,7 @@ def load_references(folder: str | Path, study: Study, references: list[str | Pat
                 raise  # a folder the user named holds no results: say so
             continue  # nothing but the report's own machine there
         if ref.machine is not None and ref.machine.machine_id != own:
-            refs.append((path.name, ref))
+            refs.append((folder_name(path, "scaling"), ref))
     return refs
 
 
@@ -834,8 +833,8 @@ def comparison_lines(study: Study, references: list[tuple[str, Study]]) -> list[
         head = f"your machine: `{mine.slug}`"
     md = ["## Your machine beside the references", ""]
     if not references:
-        md.append("No reference folders found (the committed `profiles/cpu-2core` and "
-                  "`profiles/h200`, or `--references DIR...`): this machine's numbers stand alone.")
+        md.append("No reference folders found (the other machines' `profiles/<machine>/scaling/`, or "
+                  "`--references DIR...`): this machine's numbers stand alone.")
         md.append("")
     else:
         md.append("The same headline points on each machine. The references are other machines' "
@@ -1356,10 +1355,15 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
     traces_dir = Path(traces_dir) if traces_dir else out / "traces"
     traces = sorted(traces_dir.glob("*")) if traces_dir.is_dir() else []
     if traces:
+        from jaxseq.studies.base import folder_name, study_root
+
+        # Named from the repository root by the results rule, so the report is the same on every checkout.
+        shown = (f"profiles/{folder_name(traces_dir.parent, 'scaling')}/traces"
+                 if study_root(traces_dir.parent, "scaling") else str(traces_dir))
         md += ["## Profiler traces", ""]
-        md.append(f"One `jax.profiler` trace of one warmed-up step each, in `{traces_dir}`. Open "
-                  f"with `tensorboard --logdir {traces_dir} --host 127.0.0.1` (Profile tab), read with "
-                  f"`jaxseq trace summary {traces_dir}`, or load a `*.trace.json.gz` in Perfetto.")
+        md.append(f"One `jax.profiler` trace of one warmed-up step each, in `{shown}`. Open "
+                  f"with `tensorboard --logdir {shown} --host 127.0.0.1` (Profile tab), read with "
+                  f"`jaxseq trace summary {shown}`, or load a `*.trace.json.gz` in Perfetto.")
         md.append("")
         for t in traces:
             size = sum(f.stat().st_size for f in t.rglob("*") if f.is_file())
@@ -1433,13 +1437,15 @@ def write_report(folder: str | Path, out: str | Path | None = None, *, machine: 
     """Read `folder`, write REPORT.md and the PNGs into `out` (default `folder`); return REPORT.md.
 
     `machine`: whose records (default the newest machine's); `references`: folders of other machines
-    to put beside it (default the committed `profiles/cpu-2core` and `profiles/h200`; [] for none).
+    to put beside it (default the other machines' `profiles/*/scaling/`; [] for none).
     """
+    from jaxseq.studies.base import folder_name
+
     folder = Path(folder)
     out = Path(out) if out else folder
     study = load_study(folder, machine)
     refs = load_references(folder, study, references)
-    text = build_report(study, out, source=folder.name, traces_dir=folder / "traces",
+    text = build_report(study, out, source=folder_name(folder, "scaling"), traces_dir=folder / "traces",
                         references=refs)
     path = out / REPORT
     path.write_text(text + "\n")
@@ -1470,7 +1476,7 @@ def add_parser(subparsers: Any) -> None:
                    "default: the machine of the newest record in the folder)")
     p.add_argument("--references", nargs="+", metavar="DIR",
                    help="study folders of other machines to put beside this one (default: the "
-                        "committed profiles/cpu-2core and profiles/h200)")
+                        "other machines' profiles/*/scaling/)")
     p.add_argument("--no-references", action="store_true", help="no comparison with other machines")
     p.add_argument("--table", action="store_true",
                    help="also print a short table (model, T, ms, tokens/s, ratio to anchor) and "

@@ -12,6 +12,8 @@ warmed-up step per model at its smallest and a short length: a scan's trace grow
 - gpu:   one H100/H200, about 8 min (the issue's GPU targets first, then bf16/float16/float32 up to
          T=16384 with the cuDNN backends, then generation points up to a 65536-token context);
 - gpu-generate: generation points alone on one GPU (contexts up to 65536);
+- gpu-verdict-lstm, -length, -generate: the GPU rows of the verdict in one device call
+         (scripts/gpu_verdict.sh, each part under its own cap); smoke-verdict-*: the same at toy size;
 - full:  everything (hours).
 
 Generation points (`mode="generate"`, `jaxseq.bench.generation`): per-token decode latency and memory
@@ -19,8 +21,9 @@ per sequence against the context length (`seq_len`) for "lstm", "mingru" and "tr
 2 layers at equal width (the Transformer with a key/value cache); `jaxseq report` turns them into its
 "Generation" section.
 
-DIR defaults to this machine's folder: `profiles/<machine_slug>/` for the study presets (cpu, gpu),
-`profiles/<machine_slug>/<preset>/` for the others, so a smoke run never lands among the study's points.
+DIR defaults to this machine's folder: `profiles/<machine_slug>/scaling/` for the study presets (cpu,
+gpu), `profiles/<machine_slug>/scaling/<preset>/` for the others, so a smoke run never lands among the
+study's points.
 
 Device-count points (data parallel, `pmap` and sharded `jit`) run in their own worker process with
 `--xla_force_host_platform_device_count=N` set before jax is imported (fake CPU devices), or on real
@@ -100,10 +103,10 @@ PRESETS: dict[str, Preset] = {
         ),
         warmup=1, repeats=2, timeout_s=None, trace_lengths=1,
     ),
-    # 134 points. Estimated on 2 quiet cores (from KNOWLEDGE.md's anchors and points timed while the
-    # machine was loaded): main grid ~2 min, long-T grid ~1.5 min, forward ~25 s, targets ~1.5 min,
-    # device grid ~1 min, generation 40 s (measured, loaded), traces ~1 min (22 traces, 26 MB):
-    # about 8-9 minutes in all.
+    # 134 points. Estimated on 2 quiet cores (from earlier timings on the project's 2-core CPU and
+    # points timed while the machine was loaded): main grid ~2 min, long-T grid ~1.5 min, forward
+    # ~25 s, targets ~1.5 min, device grid ~1 min, generation 40 s (measured, loaded), traces ~1 min
+    # (22 traces, 26 MB): about 8-9 minutes in all.
     "cpu": Preset(
         grids=(
             # Main grid: every model at equal width, training step, T = 128 .. 2048.
@@ -113,8 +116,9 @@ PRESETS: dict[str, Preset] = {
             # 16384 (an issue target), blockwise attention's T^2 against the scans' T.
             Grid(("lstm", "gru", "mingru", "minlstm", "attn-blockwise", "torch-lstm"),
                  (4096, 16384), (8,), (128,), repeats=2),
-            # minGRU vs the LSTM where the LSTM's recurrent matmul is large (KNOWLEDGE.md: 2.6-4.2x
-            # at B=32, H=256); T=16384 there costs ~40 s per LSTM step, so T=4096 only (~40 s).
+            # minGRU vs the LSTM where the LSTM's recurrent matmul is large (2.6-4.2x at B=32,
+            # H=256, measured on the project's 2-core CPU); T=16384 there costs ~40 s per LSTM
+            # step, so T=4096 only (~40 s).
             Grid(("lstm", "mingru"), (4096,), (32,), (256,), repeats=2),
             # Forward only (inference).
             Grid(("lstm", "mingru", "attn-blockwise", "attn-xla", "torch-lstm", "torch-sdpa"),
@@ -162,7 +166,7 @@ PRESETS: dict[str, Preset] = {
             # cudnn-lstm is float32 only: it is in the next grid, not here.
             Grid(_RNNS + _ATTN_ALL + _LAYERS + ("torch-lstm", "torch-sdpa", "flax-lstm"),
                  (256, 1024, 4096, 16384), (16,), (512,), dtypes=("bfloat16",), repeats=3),
-            # cuDNN's LSTM takes float32 only (KNOWLEDGE.md): the fair LSTM comparison is here.
+            # cuDNN's LSTM takes float32 only: the fair LSTM comparison is here.
             Grid(("lstm", "cudnn-lstm", "torch-lstm", "attn-xla"), (1024, 4096), (16,), (512,),
                  dtypes=("float32",), repeats=3),
             Grid(("lstm", "mingru", "attn-cudnn", "attn-blockwise"), (1024, 16384), (16,), (512,),
@@ -248,6 +252,58 @@ PRESETS: dict[str, Preset] = {
         ),
         warmup=2, repeats=10, timeout_s=60, trace_lengths=0,
     ),
+    # scripts/gpu_verdict.sh: every GPU row of the verdict in one device call (at most 540 s), one preset
+    # per part, each run under its own wall-clock cap into the machine's scaling folder (where `jaxseq
+    # verdict` reads it). Points equal those of `gpu-lstm-stack` and `gpu` (same warm-up and repeats,
+    # so the same keys: a later `gpu` sweep there resumes past them). Part 1, the LSTM against torch's
+    # cuDNN LSTM (fp16, B=16, T=1024): one layer at H=768 and the 8-layer stack at H=1024, anchor first
+    # in each group.
+    "gpu-verdict-lstm": Preset(
+        grids=(
+            Grid(("torch-lstm", "lstm", "lstm-layer"), (1024,), (16,), (768,), dtypes=("float16",)),
+            Grid(("torch-lstm",), (1024,), (16,), (1024,), dtypes=("float16",), options=({"layers": 8},)),
+            Grid(("lstm-layer",), (1024,), (16,), (1024,), dtypes=("float16",),
+                 options=({"layers": 8, "schedule": "layers"}, {"layers": 8, "schedule": "wavefront"})),
+        ),
+        warmup=2, repeats=5, timeout_s=60, trace_lengths=0,
+    ),
+    # Part 2: step time against length, bf16 training step at B=16, width 512 (the `gpu` scaling grid's
+    # LSTM scan, LSTM layer, Transformer block and minGRU).
+    "gpu-verdict-length": Preset(
+        grids=(
+            Grid(("lstm", "lstm-layer", "transformer-block", "mingru"), (256, 1024, 4096, 16384), (16,),
+                 (512,), dtypes=("bfloat16",), repeats=3),
+        ),
+        warmup=2, repeats=5, timeout_s=45, trace_lengths=0,
+    ),
+    # Part 4 (part 3 is the translation study): per-token generation latency at batch 1, the `gpu`
+    # preset's CPU-comparable grid (width 256, float32) and its longest bf16 contexts at width 512.
+    "gpu-verdict-generate": Preset(
+        grids=(
+            Grid(_GENERATE, (256, 1024, 4096, 16384), (1,), (256,), modes=("generate",)),
+            Grid(_GENERATE, (16384, 65536), (1,), (512,), dtypes=("bfloat16",), modes=("generate",)),
+        ),
+        warmup=2, repeats=5, timeout_s=45, trace_lengths=0,
+    ),
+    # The three parts at the smoke preset's sizes, for scripts/gpu_verdict.sh's CPU dry run (stacks of 2
+    # layers instead of 8: the same code paths, short compiles). In-process points, as `smoke`.
+    "smoke-verdict-lstm": Preset(
+        grids=(
+            Grid(("torch-lstm", "lstm", "lstm-layer"), (16,), (2,), (32,)),
+            Grid(("torch-lstm",), (16,), (2,), (32,), options=({"layers": 2},)),
+            Grid(("lstm-layer",), (16,), (2,), (32,),
+                 options=({"layers": 2, "schedule": "layers"}, {"layers": 2, "schedule": "wavefront"})),
+        ),
+        warmup=1, repeats=2, timeout_s=None, trace_lengths=0,
+    ),
+    "smoke-verdict-length": Preset(
+        grids=(Grid(("lstm", "lstm-layer", "transformer-block", "mingru"), (16, 32), (2,), (32,)),),
+        warmup=1, repeats=2, timeout_s=None, trace_lengths=0,
+    ),
+    "smoke-verdict-generate": Preset(
+        grids=(Grid(_GENERATE, (32,), (1,), (32,), modes=("generate",), options=({"new_tokens": 4},)),),
+        warmup=1, repeats=2, timeout_s=None, trace_lengths=0,
+    ),
     "full": Preset(
         grids=(
             Grid(_RNNS + _ATTN_ALL + _LAYERS + _ANCHORS, _pow2(7, 16), (8, 32), (256, 1024),
@@ -275,8 +331,9 @@ def grow_gpu_memory() -> None:
 
 
 def default_folder(preset: str) -> str:
-    """The default output folder of `preset` inside profiles/<machine_slug>/ ("" = that folder)."""
-    return "" if preset in STUDY_PRESETS else preset
+    """The default output folder of `preset` inside profiles/<machine_slug>/: `scaling` for the study
+    presets, `scaling/<preset>` for the others."""
+    return "scaling" if preset in STUDY_PRESETS else f"scaling/{preset}"
 
 
 def resolve_out(out: str | os.PathLike | None, preset: str) -> Path:
@@ -597,7 +654,7 @@ def add_parser(subparsers: Any) -> None:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=tuple(PRESETS), default="smoke")
     p.add_argument("--out", help="output folder (results.jsonl, traces/); default: this machine's "
-                   "profiles/<machine>/ (cpu, gpu presets) or profiles/<machine>/<preset>/")
+                   "profiles/<machine>/scaling/ (cpu, gpu presets) or profiles/<machine>/scaling/<preset>/")
     p.add_argument("--models", nargs="+", help="models to run (replaces the preset's list)")
     p.add_argument("--lengths", nargs="+", type=int, help="sequence lengths (replaces the preset's)")
     p.add_argument("--trace", action="store_true", help="write jax.profiler traces into OUT/traces")
