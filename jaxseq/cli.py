@@ -24,6 +24,7 @@ def _commands() -> tuple[tuple[str, str], ...]:
         ("train", "jaxseq.train.cli"),
         ("sample", "jaxseq.train.cli"),
         ("trace", "jaxseq.bench.traces"),
+        ("verdict", "jaxseq.studies.verdict"),
         *((cmd, spec.module) for spec in STUDIES for cmd in spec.commands),
     )
 

@@ -70,7 +70,11 @@ def _fast_xla_flags() -> str:
 
 
 def test_study_smoke_end_to_end(tmp_path, capsys):
-    out = tmp_path / "study"
+    # A results tree of the one layout: this machine's scaling folder beside a committed reference.
+    profiles = tmp_path / "profiles"
+    (profiles / "cpu-2core").mkdir(parents=True)
+    (profiles / "cpu-2core" / "scaling").symlink_to(ROOT / "profiles" / "cpu-2core" / "scaling")
+    out = profiles / "this-machine" / "scaling"
     argv = ["study", "--out", str(out), "--preset", "smoke", "--quick", "--bench-args", TINY_BENCH,
             "--no-progress"]
     # In a fresh process, as a user runs it: a profiler trace also carries the HLO of every program the
@@ -90,9 +94,13 @@ def test_study_smoke_end_to_end(tmp_path, capsys):
     assert {r["machine_id"] for r in recs} == {json.loads(l)["machine_id"] for l in bench} == {me}
     text = (out / "REPORT.md").read_text()
     assert "## Findings" in text and "## bench ops" in text and "## Profiler traces" in text
-    assert "## Your machine beside the references" in text and "`cpu-2core` (reference)" in text
+    assert "## Your machine beside the references" in text and "`cpu-2core/scaling` (reference)" in text
     assert (out / "step_time_vs_length.png").exists()
     assert (out / "scaling_devices.png").exists()
+    # The study ends with this machine's verdict, the reference's column beside it.
+    verdict = (profiles / "this-machine" / "VERDICT.md").read_text()
+    assert "`cpu-2core` (reference)" in verdict and "| 1 | LSTMs cannot be parallelised" in verdict
+    assert "The verdict on this-machine" in res.stdout
     traces = list((out / "traces").rglob("*.xplane.pb"))
     assert len(traces) == 2
     assert scale.dir_size(out / "traces") < 16 * 2**20  # two tiny steps; sizes vary with the profiler

@@ -2,10 +2,10 @@
 
     jaxseq study [--out DIR] [--preset cpu] [--skip-bench] [--quick] [--force]
 
-Three steps, each resumable, into one folder: by default this machine's `profiles/<machine_slug>/`
-(`profiles/<machine_slug>/<preset>/` for presets other than cpu and gpu), so a fresh clone measures
-its own machine; the committed folders of other machines (`profiles/cpu-2core`, `profiles/h200`) are
-only read, as the references the report puts beside this machine's numbers.
+Four steps, the first three resumable, into one folder: by default this machine's
+`profiles/<machine_slug>/scaling/` (`.../scaling/<preset>/` for presets other than cpu and gpu); the
+other machines' folders are only read, as the references the report puts beside this machine's
+numbers. A machine whose study is committed (same fingerprint and versions) resumes it.
 
 1. `jaxseq bench ops` -> OUT/bench_ops.jsonl: the op benchmark against torch (LSTM at T=256 and 1024,
    attention at T=1024 and 2048 by default; `--bench-full` adds attention at T=4096, about six more
@@ -14,6 +14,8 @@ only read, as the references the report puts beside this machine's numbers.
 2. `jaxseq scale --preset PRESET --trace` -> OUT/results.jsonl and OUT/traces/ (this machine's
    finished points and existing traces are skipped on a rerun).
 3. `jaxseq report --in OUT` -> OUT/REPORT.md and PNG plots, with this machine beside the references.
+4. `jaxseq verdict` -> profiles/<machine>/VERDICT.md: every claim judged from this machine's study
+   folders, the other machines beside it (skipped when OUT is not a profiles/<machine>/scaling/ folder).
 
 A failing step is reported and the next one still runs (the report covers what exists); the exit
 code is 1 when a step failed.
@@ -27,6 +29,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from jaxseq.studies import verdict
+from jaxseq.studies.base import study_root
 
 __all__ = ["DEFAULT_BENCH_ARGS", "bench_namespace", "bench_done", "run_study", "add_parser"]
 
@@ -96,7 +101,7 @@ def run_study(out: str | Path | None = None, preset: str = "cpu", *, skip_bench:
     t_all = time.perf_counter()
 
     # 1. bench ops
-    _banner(1, 3, "bench ops")
+    _banner(1, 4, "bench ops")
     t0 = time.perf_counter()
     if skip_bench:
         summary["steps"]["bench"] = "skipped (--skip-bench)"
@@ -122,7 +127,7 @@ def run_study(out: str | Path | None = None, preset: str = "cpu", *, skip_bench:
                 print(summary["steps"]["bench"], file=sys.stderr)
 
     # 2. scale sweep + traces
-    _banner(2, 3, f"scale --preset {preset}{' --trace' if trace else ''}")
+    _banner(2, 4, f"scale --preset {preset}{' --trace' if trace else ''}")
     t0 = time.perf_counter()
     try:
         records = scale.run_scale(preset, out, trace=trace, timeout_s=timeout_s,
@@ -137,7 +142,7 @@ def run_study(out: str | Path | None = None, preset: str = "cpu", *, skip_bench:
     print(summary["steps"]["scale"], flush=True)
 
     # 3. report
-    _banner(3, 3, "report")
+    _banner(3, 4, "report")
     try:
         path = report.write_report(out)
         summary["steps"]["report"] = str(path)
@@ -147,6 +152,20 @@ def run_study(out: str | Path | None = None, preset: str = "cpu", *, skip_bench:
         failed = True
         summary["steps"]["report"] = f"FAILED: {type(e).__name__}: {e}"[:300]
         print(summary["steps"]["report"], file=sys.stderr)
+    # 4. the verdict of this machine, beside the other machines' (only for a folder of the results rule)
+    _banner(4, 4, "verdict")
+    split = study_root(out, "scaling")
+    if split is None:
+        summary["steps"]["verdict"] = "skipped: --out is not a profiles/<machine>/scaling/ folder"
+    else:
+        try:
+            machine = split[1]
+            summary["verdict"] = str(verdict.write_verdict(machine, verdict.machines(split[0])))
+            summary["steps"]["verdict"] = summary["verdict"]
+        except Exception as e:
+            failed = True
+            summary["steps"]["verdict"] = f"FAILED: {type(e).__name__}: {e}"[:300]
+            print(summary["steps"]["verdict"], file=sys.stderr)
     summary["elapsed_s"] = round(time.perf_counter() - t_all, 1)
     summary["failed"] = failed
     print(f"\nstudy done in {summary['elapsed_s']:.0f} s -> {out}")
@@ -160,6 +179,9 @@ def run_study(out: str | Path | None = None, preset: str = "cpu", *, skip_bench:
             print("targets:")
             for ln in targets:
                 print("  " + ln[2:].replace("**", ""))
+    if summary.get("verdict"):
+        print(f"\nThe verdict on {Path(summary['verdict']).parent.name} ({summary['verdict']}):")
+        print(verdict.short_table(Path(summary["verdict"]).parent))
     return summary
 
 
@@ -182,8 +204,8 @@ def add_parser(subparsers: Any) -> None:
     """Register `jaxseq study`."""
     p = subparsers.add_parser("study", help="bench ops + scale sweep + report into one folder",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", help="study folder (default: this machine's profiles/<machine>/, or "
-                   "profiles/<machine>/<preset>/ for presets other than cpu and gpu)")
+    p.add_argument("--out", help="study folder (default: this machine's profiles/<machine>/scaling/, or "
+                   "profiles/<machine>/scaling/<preset>/ for presets other than cpu and gpu)")
     p.add_argument("--preset", default="cpu", help="scale preset (default %(default)s)")
     p.add_argument("--skip-bench", action="store_true", help="do not run bench ops")
     p.add_argument("--quick", action="store_true", help="bench ops --quick (short lengths)")
