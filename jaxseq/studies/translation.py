@@ -3,7 +3,7 @@
     jaxseq translate train --model lstm|transformer --workdir RUN [--preset smoke|default|gpu] [options]
     jaxseq translate run   --workdir RUN --input FILE [--beam 5]        # raw text in, German out (stdout)
     jaxseq translate eval  --workdir RUN --src FILE --ref FILE [--beam 5] # BLEU and chrF (sacrebleu)
-    jaxseq translate study --preset smoke|default|gpu [--out DIR] [--budget-s S]
+    jaxseq translate study --preset smoke|default|gpu [--out DIR] [--budget-s S] [--max-steps N] [--decode-sentences N]
 
 Both models train through the common engine (`jaxseq.train.loop.train`: resumable checkpoints, TensorBoard,
 progress, `--parallel` modes) on length-bucketed batches of a joint SentencePiece vocabulary trained on the
@@ -79,7 +79,7 @@ PRESETS: dict[str, Preset] = {
     # doubled rates. Measured end to end on two hosts that both report a 2-core AMD EPYC (2026-12-03): a slow one
     # (2048^2 matmul 137 GFLOP/s) took 84 min, test BLEU beam 5 LSTM 35.39, Transformer 33.99; a fast one (370-425
     # GFLOP/s, with the faster decoding) 31.8 min, and 25.9 min with huge pages, BLEU 35.32 / 33.74 both times.
-    # After the LSTM's saved-products backward (2026-12-04, same host class, profiles/translation): 23.9 min, BLEU
+    # After the LSTM's saved-products backward (2026-12-04, same host class, profiles/cpu-amd-epyc-2core/translation): 23.9 min, BLEU
     # 34.13 / 33.74 (the LSTM's trajectory moved with the gradients' rounding; the Transformer's did not change).
     "default": Preset("default", vocab_size=8000, train_pairs=None, val_sentences=200, test_sentences=None,
                       tokens_per_batch=2048, steps={"lstm": 2000, "transformer": 1400}, eval_every=200,
@@ -237,16 +237,32 @@ class Translator:
     def _max_len(self, width: int) -> int:
         return int(math.ceil(1.5 * width)) + 10
 
+    @property
+    def trained_max_len(self) -> int:
+        """The longest source (in tokens) the model can have been trained on: training drops the pairs longer
+        than the largest length bucket (`multi30k.make_batches`). Longer sources are cut to it when decoded."""
+        return int(self.boundaries[-1])
+
+    def encode(self, sentences: Sequence[str]) -> list[np.ndarray]:
+        """Token ids per sentence; an empty or whitespace-only sentence is no ids (and is never decoded)."""
+        sentences = list(sentences)
+        keep = [i for i, s in enumerate(sentences) if s.strip()]
+        ids = [np.zeros(0, np.int32) for _ in sentences]
+        for i, y in zip(keep, self.tokenizer.encode([sentences[i] for i in keep]) if keep else []):
+            ids[i] = y
+        return ids
+
     def translate_ids(self, src_ids: list[np.ndarray], *, beam: int = 5) -> tuple[list[np.ndarray], int]:
-        """(output ids per sentence, number of compiled shapes used)."""
+        """(output ids per sentence, number of compiled shapes used). An empty source gets an empty output
+        without going to the model (it would invent a sentence)."""
         from jaxseq.data import multi30k as M
 
-        order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
-        out: list[np.ndarray | None] = [None] * len(src_ids)
+        out: list[np.ndarray | None] = [np.zeros(0, np.int32) if len(s) == 0 else None for s in src_ids]
+        order = sorted((i for i in range(len(src_ids)) if len(src_ids[i])), key=lambda i: len(src_ids[i]))
         shapes = set()
         for start in range(0, len(order), self.rows):
             idx = order[start:start + self.rows]
-            longest = max(1, max(len(src_ids[i]) for i in idx))
+            longest = max(len(src_ids[i]) for i in idx)
             width = M.bucket_of(min(longest, self.boundaries[-1]), self.boundaries)
             src = np.zeros((self.rows, width), np.int32)
             lens = np.zeros(self.rows, np.int32)
@@ -263,8 +279,9 @@ class Translator:
         return out, len(shapes)
 
     def translate(self, sentences: Sequence[str], *, beam: int = 5) -> list[str]:
-        ids, _ = self.translate_ids(self.tokenizer.encode(list(sentences)), beam=beam)
-        return [self.tokenizer.decode(y) for y in ids]
+        """One translation per sentence, in order; "" for an empty or whitespace-only sentence."""
+        ids, _ = self.translate_ids(self.encode(sentences), beam=beam)
+        return [self.tokenizer.decode(y) if len(y) else "" for y in ids]
 
 
 def score(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, Any]:
@@ -364,8 +381,12 @@ def _heatmaps(model: Any, kind: str, tok: Any, src: list[str], hyps: list[str]) 
 
 
 def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationData, *, budget_s: float | None,
-              test: tuple[list, list], progress: bool = True) -> dict:
-    """Train one model (resumable), recording the validation BLEU curve, then score and time it."""
+              test: tuple[list, list], progress: bool = True, warm_decode: bool = False) -> dict:
+    """Train one model (resumable), recording the validation BLEU curve, then score and time it.
+
+    `warm_decode` decodes the test sentences a second time, every shape compiled, and records that time too
+    (`beam1/beam5["warm"]`): a short run's decoding speed without its compile time.
+    """
     import jax
 
     from jaxseq.bench.sweep import read_jsonl
@@ -404,8 +425,11 @@ def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationD
                   f"{sc['bleu']:.2f} after {clock['train_s']:.0f} s of training", file=sys.stderr, flush=True)
         clock["t0"] = time.perf_counter()
 
+    marks: list[tuple[int, float]] = []  # (step, training seconds so far) after each dispatched step
+
     def should_stop(step: int) -> bool:
-        return budget_s is not None and clock["train_s"] + time.perf_counter() - clock["t0"] >= budget_s
+        marks.append((step, clock["train_s"] + time.perf_counter() - clock["t0"]))
+        return budget_s is not None and marks[-1][1] >= budget_s
 
     config = train_config(kind, preset, workdir, progress=progress)
     result = train(config, model_fn=_model_fn, data=data, loss_fn=label_smoothed_loss(preset.label_smoothing),
@@ -424,6 +448,8 @@ def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationD
                                                                           tokens=config.batch_size * config.seq_len))
     per_step = tokens / max(1, data.batches_per_epoch(config.batch_size * config.seq_len))
     rec["train_target_tokens_per_s"] = round(per_step * result.step / max(clock["train_s"], 1e-9), 1)
+    steady = steady_tokens_per_s(marks, per_step)
+    rec["steady_target_tokens_per_s"] = None if steady is None else round(steady, 1)
     for beam in (1, 5):
         tr.translate_ids(src_ids[:preset.decode_rows], beam=beam)  # compile the shortest bucket first
         t0 = time.perf_counter()
@@ -434,6 +460,13 @@ def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationD
         sc = score(hyps, test[1])
         rec[f"beam{beam}"] = {**sc, "decode_s": round(dt, 2), "sentences_per_s": round(len(ids) / dt, 2),
                               "ms_per_output_token": round(1000 * dt / out_tokens, 3), "compiled_shapes": shapes}
+        if warm_decode:  # the same sentences again, every shape compiled: decoding alone
+            t0 = time.perf_counter()
+            warm_ids, _ = tr.translate_ids(src_ids, beam=beam)
+            wdt = time.perf_counter() - t0
+            rec[f"beam{beam}"]["warm"] = {
+                "decode_s": round(wdt, 3), "sentences_per_s": round(len(warm_ids) / wdt, 2),
+                "ms_per_output_token": round(1000 * wdt / sum(len(y) + 1 for y in warm_ids), 4)}
         if beam == 5:
             rec["examples"] = [{"src": s, "hyp": h, "ref": r} for s, h, r in zip(test[0][:3], hyps[:3], test[1][:3])]
             rec["attention"] = _heatmaps(model, kind, tok, test[0][:3], hyps[:3])
@@ -446,9 +479,48 @@ def run_model(kind: str, preset: Preset, out: Path, tok: Any, data: TranslationD
     return rec
 
 
+def steady_tokens_per_s(marks: Sequence[tuple[int, float]], tokens_per_step: float, *,
+                        outlier: float = 5.0) -> float | None:
+    """Training throughput without compiling: target tokens/s from (step, training seconds) marks taken after
+    each dispatched step, over the second half of the marks (all of them below 6), leaving out the intervals
+    over `outlier` times the median (a new bucket shape compiling, an evaluation). None below two marks."""
+    marks = list(marks[len(marks) // 2:] if len(marks) >= 6 else marks)
+    per_step = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(marks, marks[1:]) if b[0] > a[0]]
+    if not per_step:
+        return None
+    median = sorted(per_step)[len(per_step) // 2]
+    kept = [d for d in per_step if d <= outlier * median]
+    return tokens_per_step * len(kept) / max(sum(kept), 1e-12)
+
+
+def shortened_preset(p: Preset, *, max_steps: int | None = None, decode_sentences: int | None = None) -> Preset:
+    """`p` for a short run (`translate study --max-steps/--decode-sentences`, scripts/gpu_verdict.sh): at most
+    `max_steps` training steps per model, the first `decode_sentences` test sentences and at most that many
+    validation sentences; named `<name>-steps<N>-decode<M>` (the parts given), so its records, its default
+    folder and its "finished" models stay apart from the full preset's."""
+    name, changes = p.name, {}
+    if max_steps is not None:
+        if max_steps < 1:
+            raise ValueError(f"--max-steps must be >= 1, got {max_steps!r}")
+        name += f"-steps{max_steps}"
+        changes["steps"] = {k: min(v, max_steps) for k, v in p.steps.items()}
+    if decode_sentences is not None:
+        if decode_sentences < 1:
+            raise ValueError(f"--decode-sentences must be >= 1, got {decode_sentences!r}")
+        name += f"-decode{decode_sentences}"
+        changes["test_sentences"] = min(p.test_sentences or decode_sentences, decode_sentences)
+        changes["val_sentences"] = min(p.val_sentences, decode_sentences)
+    return dataclasses.replace(p, name=name, **changes)
+
+
 def run_study(preset: str | Preset, out: str | Path | None = None, *, models: Sequence[str] = MODELS,
-              budget_s: float | None = None, force: bool = False, progress: bool = True) -> Path:
-    """Train and score both models into `out` (resumable); returns the report's path."""
+              budget_s: float | None = None, force: bool = False, progress: bool = True,
+              max_steps: int | None = None, decode_sentences: int | None = None) -> Path:
+    """Train and score both models into `out` (resumable); returns the report's path.
+
+    `max_steps` / `decode_sentences` make a short run of the preset (`shortened_preset`: its own name, so
+    its records never pass for the full preset's), which also times a second, compiled decoding pass.
+    """
     from jaxseq.data import multi30k as M
     from jaxseq.bench.sweep import read_jsonl
     from jaxseq.studies import base
@@ -461,6 +533,9 @@ def run_study(preset: str | Preset, out: str | Path | None = None, *, models: Se
             raise ValueError(f"--models: expected a subset of {', '.join(MODELS)}, got {m!r}")
     if budget_s is not None and not budget_s > 0:
         raise ValueError(f"--budget-s must be > 0 seconds, got {budget_s!r}")
+    short = max_steps is not None or decode_sentences is not None
+    if short:
+        p = shortened_preset(p, max_steps=max_steps, decode_sentences=decode_sentences)
     out = base.resolve_out(out, "translation", *(() if p.name == "default" else (p.name,)))
     out.mkdir(parents=True, exist_ok=True)
     tok, data = prepare_run(out, vocab_size=p.vocab_size, train_pairs=p.train_pairs, boundaries=p.boundaries)
@@ -479,11 +554,16 @@ def run_study(preset: str | Preset, out: str | Path | None = None, *, models: Se
             print(f"{kind}: already finished in {out / RESULTS}; skipped (--force reruns the scoring)",
                   file=sys.stderr)
             continue
-        run_model(kind, p, out, tok, data, budget_s=budget_s, test=test, progress=progress)
+        run_model(kind, p, out, tok, data, budget_s=budget_s, test=test, progress=progress, warm_decode=short)
     return write_report(out)
 
 
 # ------------------------------------------------------------------------------------- report
+
+
+def write_folder_report(out: str | Path, *, plots: bool = True) -> Path:
+    """REPORT.md (and plots) of a results folder from its records alone (the study contract's name)."""
+    return write_report(out, plots=plots)
 
 
 def write_report(out: str | Path, *, plots: bool = True) -> Path:
@@ -595,7 +675,14 @@ def _findings(finals: dict, curves: dict) -> list[str]:
                        "goal; " if on_goal else "")
             out.append(f"- Decoding: the {m} translates the {f['test_sentences']} test sentences with beam 5 in "
                        f"{b5['decode_s']:.1f} s ({verdict}greedy "
-                       f"{(f.get('beam1') or {}).get('decode_s', float('nan')):.1f} s).")
+                       f"{(f.get('beam1') or {}).get('decode_s', float('nan')):.1f} s)"
+                       + (f"; compiled, a second pass: beam 5 {b5['warm']['decode_s']:.2f} s, "
+                          f"{b5['warm']['ms_per_output_token']:.3f} ms per output token" if b5.get("warm") else "")
+                       + ".")
+    steady = {m: f["steady_target_tokens_per_s"] for m, f in finals.items() if f.get("steady_target_tokens_per_s")}
+    if steady:
+        out.append("- Training throughput without compiling (second half of the steps, pauses over 5x the median "
+                   "step left out): " + ", ".join(f"{m} {v:,.0f}" for m, v in steady.items()) + " target tokens/s.")
     walls = {m: f["wall_s"] for m, f in finals.items() if "wall_s" in f}
     if walls:
         resumed = [m for m in walls if finals[m].get("resumed")]
@@ -655,9 +742,39 @@ def _plots(out: Path, finals: dict, curves: dict) -> list[str]:
 
 
 def _lines(path: str, name: str) -> list[str]:
+    """The lines of a UTF-8 text file; one-line errors naming the argument for a missing, empty or binary file."""
     from jaxseq.data import multi30k as M
 
-    return M.read_lines(path, name=name)
+    if Path(path).is_dir():
+        raise ValueError(f"{name}: {path} is a directory; expected a text file with one sentence per line")
+    try:
+        lines = M.read_lines(path, name=name)  # FileNotFoundError "{name}: no such file: {path}"
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name}: {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                         "expected one sentence per line") from None
+    except PermissionError as e:
+        raise ValueError(f"{name}: cannot read {path}: {e.strerror}") from None
+    for i, line in enumerate(lines, 1):
+        if "\x00" in line:  # valid UTF-8, but binary data, not sentences
+            raise ValueError(f"{name}: {path} is not UTF-8 text (a NUL byte on line {i}); "
+                             "expected one sentence per line")
+    return lines
+
+
+def long_lines_warning(src_ids: Sequence[np.ndarray], trained_max_len: int, *, name: str = "--input") -> str | None:
+    """One line naming the (1-based) lines whose sources are longer than the longest the model was trained
+    on, or None. Such lines are still translated, from their first `trained_max_len` tokens (see
+    `Translator`): the warning says so, since the rest of the line is not translated."""
+    long = [(i, len(y)) for i, y in enumerate(src_ids, 1) if len(y) > trained_max_len]
+    if not long:
+        return None
+    shown = ", ".join(f"{i} ({n} tokens)" for i, n in long[:10])
+    if len(long) > 10:
+        shown += f" and {len(long) - 10} more"
+    return (f"warning: {name} line{'s' if len(long) > 1 else ''} {shown} "
+            f"{'are' if len(long) > 1 else 'is'} longer than the longest the model was trained on "
+            f"({trained_max_len} tokens, the run's largest length bucket); translating only the first "
+            f"{trained_max_len} tokens of each, expect a poor translation")
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -675,10 +792,17 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
+    """Output line i is the translation of input line i; an empty (or whitespace-only) line stays empty."""
     lines = _lines(a.input, "--input")
     model, tok, bounds = load_run(a.workdir)
-    for line in Translator(model, tok, boundaries=bounds).translate(lines, beam=a.beam):
-        print(line)
+    tr = Translator(model, tok, boundaries=bounds)
+    src_ids = tr.encode(lines)
+    warning = long_lines_warning(src_ids, tr.trained_max_len)
+    if warning:
+        print(f"jaxseq translate: {warning}", file=sys.stderr, flush=True)
+    ids, _ = tr.translate_ids(src_ids, beam=a.beam)
+    for y in ids:
+        print(tok.decode(y) if len(y) else "")
     return 0
 
 
@@ -696,10 +820,17 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 
 def _cmd_study(a: argparse.Namespace) -> int:
     path = run_study(a.preset, a.out, models=a.models, budget_s=a.budget_s, force=a.force,
-                     progress=not a.no_progress)
+                     progress=not a.no_progress, max_steps=a.max_steps, decode_sentences=a.decode_sentences)
     print(path.read_text())
     print(f"report: {path}")
     return 0
+
+
+def _positive_int(v: str) -> int:
+    n = int(v)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
+    return n
 
 
 def _check_beam(v: str) -> int:
@@ -746,6 +877,11 @@ def add_parser(subparsers: Any) -> None:
     s.add_argument("--out", help="output folder (default profiles/<machine>/translation[/<preset>])")
     s.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     s.add_argument("--budget-s", type=float, help="opt-in wall-clock cap per model's training (reported when it cuts)")
+    s.add_argument("--max-steps", type=_positive_int, metavar="N",
+                   help="a short run: train each model at most N steps (records name the preset <preset>-stepsN)")
+    s.add_argument("--decode-sentences", type=_positive_int, metavar="N",
+                   help="a short run: decode the first N test sentences (and at most N validation sentences), "
+                        "timed twice, the second time compiled (records name the preset <preset>[-stepsM]-decodeN)")
     s.add_argument("--force", action="store_true", help="rerun the scoring of finished models")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_study)

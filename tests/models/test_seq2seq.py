@@ -182,16 +182,29 @@ def test_translate_beam_one_is_greedy(model):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lstm", "transformer"])
 def test_toy_copy_task_trains_and_decodes_exactly(kind):
+    """Both models learn to copy, and greedy and beam search decode what they learned.
+
+    The trained weights differ from host to host (float rounding differs between CPUs, and training amplifies
+    it), so the test asserts what any run reaches, with margin. At a constant learning rate the final state
+    depended on where in a loss spike training stopped: over 10 init/data seeds on the project's 2-core CPU the
+    Transformer's last-batch loss reached 0.053 and it mis-decoded up to 17 of 256 random copies. The cosine
+    decay to 2% of the rate ends every run converged: over those seeds both models' mean loss over the last 50
+    steps was 0.004-0.007, both decoded 256 of 256 random copies, the LSTM all 16 below and the Transformer
+    16 or, for one seed, 15 (a repeat, 4 6 7 7 4, came out as 4 6 7 4 7: a tiny model's attention can mix up
+    positions of repeated tokens). So the LSTM must decode all 16 and the Transformer at least 14, with a
+    token accuracy (copy and EOS) of at least 0.9, which allows two such near misses but not garbled outputs;
+    an untrained or broken model, or a broken search, gets far less.
+    """
     if kind == "lstm":
         model = Seq2SeqAttention(12, 12, d_model=32, encoder_layers=2, decoder_layers=1, dropout=0.0,
                                  rngs=nnx.Rngs(0))
-        steps, lr = 400, 1e-2
+        steps, lr, min_exact = 400, 1e-2, 16
     else:
         model = TransformerSeq2Seq(12, 12, d_model=32, num_heads=4, encoder_layers=2, decoder_layers=2,
                                    dropout=0.0, max_len=16, shared_embeddings=True, rngs=nnx.Rngs(0))
-        steps, lr = 500, 3e-3
+        steps, lr, min_exact = 500, 3e-3, 14
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.adam(lr)
+    tx = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.02))
 
     @jax.jit
     def train(params, batches):  # every step in one compiled scan over the pre-drawn batches
@@ -216,13 +229,22 @@ def test_toy_copy_task_trains_and_decodes_exactly(kind):
     batches = [_copy_batch(rng, 32) for _ in range(steps)]
     params, losses = train(params, tuple(jnp.asarray(np.stack(x)) for x in zip(*batches)))
     nnx.update(model, params)
-    loss = losses[-1]
-    assert float(loss) < 0.05, float(loss)
+    losses = np.asarray(losses)
+    assert losses[:50].mean() > 0.3, losses[:50].mean()  # it did have something to learn
+    assert losses[-50:].mean() < 0.02, losses[-50:].mean()  # converged (0.004-0.007 measured, see above)
     model.eval()
     src, lens, _, tgt_out, _ = _copy_batch(np.random.default_rng(1), 16)
     decode = _fast_jit(translate, static_argnames=("max_len", "beam_size"))
     want = np.zeros((16, 8), np.int32)
     want[:, :tgt_out.shape[1]] = tgt_out
-    for beam in (1, 3):
-        got = decode(model, jnp.asarray(src), jnp.asarray(lens), max_len=8, beam_size=beam)
-        assert np.array_equal(np.asarray(got), want), (beam, np.asarray(got)[:3], want[:3])
+    scored = np.arange(8)[None] <= lens[:, None]  # the copy and its EOS
+    got = {beam: np.asarray(decode(model, jnp.asarray(src), jnp.asarray(lens), max_len=8, beam_size=beam))
+           for beam in (1, 3)}
+    for beam, ys in got.items():
+        exact = (ys == want).all(axis=1)
+        token_acc = ((ys == want) & scored).sum() / scored.sum()
+        assert exact.sum() >= min_exact and token_acc >= 0.9, (beam, int(exact.sum()), token_acc,
+                                                               ys[~exact], want[~exact])
+    # the model is confident where it copies right: beam search finds the same output as greedy there
+    solved = (got[1] == want).all(axis=1)
+    np.testing.assert_array_equal(got[3][solved], got[1][solved])

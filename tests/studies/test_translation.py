@@ -81,6 +81,125 @@ def test_bad_input_is_one_line_exit_2(study, tmp_path, capsys):
         assert msg in err and len(err.splitlines()) == 1, err
 
 
+def _recording_translate(monkeypatch):
+    """Patch the process's jitted `translate` to record the source lengths of every batch sent to the model."""
+    real, sent = T._jitted_translate(), []
+
+    def record(model, src, lens, **kw):
+        sent.append(np.asarray(lens).copy())
+        return real(model, src, lens, **kw)
+
+    monkeypatch.setattr(T, "_jitted_translate", lambda: record)
+    return sent
+
+
+def test_run_answers_empty_lines_with_empty_lines(study, tmp_path, capsys, monkeypatch):
+    out, _ = study
+    run = out / "runs" / "lstm"
+    both = tmp_path / "both.en"
+    both.write_text("A man is running.\nTwo dogs play in the snow.\n")
+    assert main(["translate", "run", "--workdir", str(run), "--input", str(both), "--beam", "2"]) == 0
+    want = capsys.readouterr().out.splitlines()
+    gaps = tmp_path / "gaps.en"
+    gaps.write_text("\nA man is running.\n\n   \t\nTwo dogs play in the snow.\n\n")
+    sent = _recording_translate(monkeypatch)
+    assert main(["translate", "run", "--workdir", str(run), "--input", str(gaps), "--beam", "2"]) == 0
+    captured = capsys.readouterr()
+    # output line i translates input line i; the blank lines never reach the model
+    assert captured.out.split("\n") == ["", want[0], "", "", want[1], "", ""]
+    tok = M.Tokenizer.load(run / T.TOKENIZER)
+    assert sorted(int(n) for lens in sent for n in lens if n) == sorted(
+        len(y) for y in tok.encode(["A man is running.", "Two dogs play in the snow."]))
+    assert captured.err == ""
+    # an input of blank lines only is answered without the model
+    sent.clear()
+    blank = tmp_path / "blank.en"
+    blank.write_text("\n \n")
+    assert main(["translate", "run", "--workdir", str(run), "--input", str(blank)]) == 0
+    assert capsys.readouterr().out == "\n\n" and sent == []
+
+
+class _WordTokenizer:
+    """A stand-in tokenizer: word i of the vocabulary is id i + 4."""
+
+    words = ["a", "man", "runs", "two", "dogs", "play", "invented"]
+
+    def encode(self, sentences):
+        return [np.asarray([self.words.index(w) + 4 for w in s.split()], np.int32) for s in sentences]
+
+    def decode(self, ids):
+        return " ".join(self.words[i - 4] for i in ids)
+
+
+def test_translator_never_decodes_empty_sentences(monkeypatch):
+    # A stand-in search that, like an untrained model, writes a sentence for every row it gets, even an empty one
+    # (it copies the source's first word, "invented" for an empty source): the blank lines must not get one.
+    sent = []
+
+    def search(model, src, lens, *, max_len, beam_size):
+        sent.append(int((np.asarray(lens) > 0).sum()))
+        ys = np.zeros((src.shape[0], max_len), np.int32)
+        ys[:, 0] = np.where(np.asarray(lens) > 0, src[:, 0], 4 + _WordTokenizer.words.index("invented"))
+        ys[:, 1] = M.EOS
+        return ys
+
+    monkeypatch.setattr(T, "_jitted_translate", lambda: search)
+    tr = T.Translator(None, _WordTokenizer(), rows=4, boundaries=(8, 16))
+    lines = ["", "a man runs", "  ", "two dogs play", "\t", "dogs"]
+    assert tr.translate(lines, beam=1) == ["", "a", "", "two", "", "dogs"]
+    assert sum(sent) == 3  # the three sentences with words, nothing else
+    ids, shapes = tr.translate_ids(tr.encode(["", " "]), beam=1)
+    assert [len(y) for y in ids] == [0, 0] and shapes == 0 and sum(sent) == 3
+
+
+def test_run_warns_once_about_far_too_long_lines_and_translates_them(study, tmp_path, capsys):
+    out, _ = study
+    run = out / "runs" / "lstm"
+    src = tmp_path / "long.en"
+    src.write_text("A man is running.\n" + "dogs play in the snow " * 60 + "\nTwo dogs.\n" + "a " * 400 + "\n")
+    assert main(["translate", "run", "--workdir", str(run), "--input", str(src), "--beam", "2"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 4
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1, err
+    # the smoke preset trains on one bucket of 128 tokens: both long lines are longer, and are cut
+    lengths = [len(y) for y in M.Tokenizer.load(run / T.TOKENIZER).encode(src.read_text().splitlines())]
+    assert lengths[1] > 128 and lengths[3] > 128 and max(lengths[0], lengths[2]) < 20
+    assert "warning: --input lines " in err and f"2 ({lengths[1]} tokens), 4 ({lengths[3]} tokens)" in err, err
+    assert "(128 tokens" in err and "only the first 128 tokens" in err
+
+
+def test_long_lines_warning_names_every_line_that_is_cut():
+    ids = [np.zeros(n, np.int32) for n in (10, 100, 101, 0, 400)]
+    assert T.long_lines_warning(ids[:2], 100) is None  # 100 tokens fit: nothing is cut
+    msg = T.long_lines_warning(ids, 100)
+    assert msg.startswith("warning: --input lines 3 (101 tokens), 5 (400 tokens) are longer than the longest")
+    assert "(100 tokens" in msg and len(msg.splitlines()) == 1
+    assert T.long_lines_warning(ids[4:], 100, name="--src").startswith("warning: --src line 1 (400 tokens) is longer")
+
+
+def test_run_refuses_binary_or_missing_input_in_one_line(tmp_path, capsys):
+    # the input is read before the workdir is looked at: no trained run needed
+    png = tmp_path / "picture.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xd8\n")
+    nul = tmp_path / "nul.en"
+    nul.write_bytes(b"A man.\nTwo\x00dogs.\n")  # valid UTF-8, but not text
+    for path, detail in ((png, "byte 0x89 at offset 0"), (nul, "a NUL byte on line 2")):
+        with pytest.raises(ValueError, match="not UTF-8 text"):
+            T._lines(str(path), "--input")
+        capsys.readouterr()
+        assert main(["translate", "run", "--workdir", str(tmp_path), "--input", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith("jaxseq translate: error: --input: ") and str(path) in err, err
+        assert "is not UTF-8 text" in err and detail in err, err
+    for path, msg in ((tmp_path / "missing.en", "--input: no such file: "), (tmp_path, "--input: ")):
+        assert main(["translate", "run", "--workdir", str(tmp_path), "--input", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and msg + str(path) in err, err
+    assert "is a directory" in err
+
+
 def test_resume_with_other_data_settings_is_refused(study):
     out, _ = study
     before = (out / T.SETTINGS).read_text()
