@@ -33,7 +33,7 @@ def test_the_extractor_finds_blocks_and_markers():
             "```bash\nls\n```\n```python\nb = 2\nc = 3\n```\n")
     assert python_blocks(text) == [(2, "a = 1\n", False), (6, "raise SystemExit\n", True),
                                    (12, "b = 2\nc = 3\n", False)]
-    assert len(BLOCKS) >= 5  # the "Using the library" section alone has five
+    assert len(BLOCKS) >= 2  # the "Using the library" section has two; docs/library.md the rest
 
 
 @pytest.mark.parametrize("line, code, skip", BLOCKS, ids=[f"README.md:{b[0]}" for b in BLOCKS])
