@@ -340,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_folder_report(out: str | Path, *, machine: str | None = None, plots: bool = True,
+def write_folder_report(out: str | Path, *, plots: bool = True, machine: str | None = None,
                         args: argparse.Namespace | None = None) -> Path:
     """README.md (and the plot) of a results folder from its records alone: one machine's (`machine`,
     default the newest), the recipe read back from its records (or `args`, the command's own), the

@@ -467,8 +467,8 @@ def _made(results: dict[str, tuple[Any, dict[str, Any], np.ndarray]]) -> str:
     return f"on {days[0]}" if len(days) == 1 else f"from {days[0]} to {days[-1]}"
 
 
-def write_folder_report(out: str | os.PathLike, *, dataset: str = "m4-hourly",
-                        data_dir: str | os.PathLike | None = None, plots: bool = True) -> Path:
+def write_folder_report(out: str | os.PathLike, *, plots: bool = True, dataset: str = "m4-hourly",
+                        data_dir: str | os.PathLike | None = None) -> Path:
     """REPORT.md of a results folder from its forecast files alone (the full `dataset`)."""
     from jaxseq.data.m4 import load_m4
 

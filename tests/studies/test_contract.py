@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import inspect
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,13 @@ def test_study_module_registers_its_commands_and_reports(spec):
     assert set(sub.choices) == set(spec.commands)
     for cmd in spec.commands:  # every command has something to run
         assert callable(sub.choices[cmd].get_default("func")), cmd
+    # One signature for every study's report of a results folder (what `jaxseq.studies.results.regenerate`
+    # and the byte-identical regeneration test call).
+    sig = inspect.signature(module.write_folder_report)
+    params = list(sig.parameters.values())
+    assert params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD, spec.module
+    assert params[1].name == "plots" and params[1].kind is inspect.Parameter.KEYWORD_ONLY, spec.module
+    assert params[1].default is True and all(p.default is not inspect.Parameter.empty for p in params[1:])
     # Every study has committed results in its folder of the one layout, profiles/<machine>/<folder>/.
     assert list(REPO_PROFILES.glob(f"*/{spec.folder}")), spec.folder
 

@@ -135,17 +135,6 @@ def test_report_uses_one_machine_beside_the_references(tmp_path):
     assert main(["report", "--in", str(mine), "--references", str(tmp_path / "missing")]) == 2
 
 
-def test_committed_folders_still_report(tmp_path):
-    # The committed JSONL (legacy records) reads as before: same targets as the committed REPORT.md.
-    path = report.write_report(ROOT / "profiles" / "gpu-nvidia-h200x1" / "scaling", out=tmp_path)
-    text = path.read_text()
-    assert "`gpu-nvidia-h200x1`" in text and "`cpu-2core/scaling` (reference)" in text
-    committed = (ROOT / "profiles" / "gpu-nvidia-h200x1" / "scaling" / "REPORT.md").read_text()
-    for line in committed.splitlines():
-        if line.startswith("- **"):
-            assert line in text
-
-
 def test_bench_ops_rows_of_another_machine_do_not_count(monkeypatch, tmp_path):
     ns = study_mod.bench_namespace(["--lstm-lengths", "8", "--attn-lengths", "16",
                                     "--backends", "xla"])
