@@ -10,12 +10,12 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# Reinstall only when the requirement files or pyproject change (idempotent, quick otherwise).
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# Reinstall only when pyproject.toml (the only list of dependencies) changes (idempotent, quick
+# otherwise). `.[all]` is the core plus every extra: the study's and the tests' (torch included).
+$(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q -e '.[all]'
 	touch $(STAMP)
 
 test: $(STAMP)
