@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from jaxseq.bench.workloads import DTYPES, Workload, measure_workload, point_with_required_fields
+from jaxseq.bench.measure import DTYPES, Workload, _jnp_dtype, measure_workload, point_with_required_fields
 
 __all__ = ["GENERATE_MODELS", "DEFAULT_LAYERS", "DEFAULT_NEW_TOKENS", "GenerationWorkload",
            "normalize_generation_point", "state_bytes_per_sequence", "decode_flops_per_token",
@@ -143,8 +143,6 @@ def build_generation_workload(point: dict[str, Any]) -> GenerationWorkload:
     import jax
     import jax.numpy as jnp
     from flax import nnx
-
-    from jaxseq.bench.workloads import _jnp_dtype
 
     p = normalize_generation_point(point)
     model, ctx, B, W = p["model"], p["seq_len"], p["batch"], p["width"]

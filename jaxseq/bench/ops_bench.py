@@ -27,10 +27,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+# `timing.time_paired` and `workloads.blocked_step` are looked up on their modules when called (tests
+# replace them there).
+from jaxseq.bench import kernels, phases, results, timing
+from jaxseq.bench import workloads as workloads_mod
+from jaxseq.bench.results import DEFAULT_OUT, append_jsonl
+from jaxseq.bench.sweep import (classify_exception, environment_info, huge_pages_on, machine_fingerprint,
+                                machine_id, machine_slug, memory_info, memory_label)
+from jaxseq.bench.timing import format_table, machine_load, paired_ratios
+from jaxseq.bench.workloads import attention_backends, build_workload, measure_workload, model_label
+
 __all__ = ["TARGETS", "DEFAULT_OUT", "resolve_out", "run_ops_bench", "add_parser"]
 
-# `--out` given without a file: this machine's folder (resolved when the command runs).
-DEFAULT_OUT = "@machine"
 BENCH_OPS = "bench_ops.jsonl"
 
 # (case, T, impl, minimum tokens/s ratio vs the anchor): the project's goals for these ops. Issue 13:
@@ -49,10 +57,8 @@ _COLUMNS = [("case", "case"), ("seq_len", "T"), ("impl", "impl"), ("status", "st
 
 def _cases(args: argparse.Namespace) -> list[tuple[str, int, list[dict[str, Any]]]]:
     """[(case, T, [anchor point, jax points...])]."""
-    from jaxseq.bench.workloads import attention_backends
     import jax
 
-    from jaxseq.bench.workloads import model_label
     from jaxseq.nn.recurrent import SCHEDULES
 
     lstm_T = args.lstm_lengths or ((128, 256) if args.quick else (256, 1024))
@@ -82,19 +88,13 @@ def _cases(args: argparse.Namespace) -> list[tuple[str, int, list[dict[str, Any]
 
 def resolve_out(out: str | None, name: str = BENCH_OPS) -> Path | None:
     """The JSONL file `--out` names: None (no file), `DEFAULT_OUT` -> profiles/<machine>/scaling/`name`
-    (bench_ops.jsonl, beside the scaling study's sweep; `bench phases` passes its own)."""
-    from jaxseq.bench.sweep import machine_folder
-
-    if not out:
-        return None
-    return machine_folder("scaling") / name if out == DEFAULT_OUT else Path(out)
+    (bench_ops.jsonl, beside the scaling study's sweep): `jaxseq.bench.results.resolve_out` with this
+    command's file name as the default."""
+    return results.resolve_out(out, name)
 
 
 def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Time every case; return one row per (case, T, impl) with the ratio to that case's anchor."""
-    from jaxseq.bench.sweep import append_jsonl, classify_exception, environment_info
-    from jaxseq.bench.workloads import build_workload, measure_workload, model_label
-
     rows = []
     out = resolve_out(args.out)
     for case, T, points in _cases(args):
@@ -163,15 +163,13 @@ def _pair_case(workloads: list[Any], rounds: int,
     None for the anchor itself and for workloads that failed; all None when the anchor failed or the
     paired rounds raise (the per-point results stand without them).
     """
-    from jaxseq.bench.timing import paired_ratios, time_paired
-    from jaxseq.bench.workloads import blocked_step
-
     idx = [i for i, w in enumerate(workloads) if w is not None]
     if not idx or idx[0] != 0 or len(idx) < 2:
         return [None] * len(workloads)
     try:
         execs = executables or [None] * len(workloads)
-        times = time_paired([blocked_step(workloads[i], execs[i]) for i in idx], rounds=rounds)
+        times = timing.time_paired([workloads_mod.blocked_step(workloads[i], execs[i]) for i in idx],
+                                   rounds=rounds)
     except Exception as e:  # e.g. out of memory with every workload alive: keep the unpaired results
         print(f"note: paired rounds skipped for this case ({type(e).__name__}: {str(e)[:200]})", flush=True)
         return [None] * len(workloads)
@@ -215,9 +213,6 @@ def _rounds(text: str) -> int:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from jaxseq.bench.sweep import (huge_pages_on, machine_fingerprint, machine_id, machine_slug, memory_info,
-                                    memory_label)
-    from jaxseq.bench.timing import format_table, machine_load
     import jax
 
     if args.target != "ops":  # pragma: no cover - argparse choices guard this
@@ -242,8 +237,6 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Register `jaxseq bench ops`."""
-    from jaxseq.bench import kernels, phases
-
     bench = subparsers.add_parser("bench", help="op benchmarks against torch anchors (bench ops); kernels "
                                   "per time step (bench kernels); the LSTM step's halves (bench phases)", description=__doc__.split("\n\n")[0])
     targets = bench.add_subparsers(dest="target", metavar="TARGET")

@@ -22,6 +22,10 @@ import statistics
 import time
 from typing import Any, Callable
 
+from jaxseq.bench.results import DEFAULT_OUT, append_jsonl, resolve_out
+from jaxseq.bench.sweep import environment_info, memory_label
+from jaxseq.bench.workloads import _layer_apply
+
 __all__ = ["lstm_phase_steps", "time_lstm_phases", "format_phases", "add_parser"]
 
 BENCH_PHASES = "bench_phases.jsonl"
@@ -38,7 +42,6 @@ def lstm_phase_steps(batch: int, seq_len: int, hidden: int, *, layers: int = 1, 
     import jax.numpy as jnp
     import torch
 
-    from jaxseq.bench.workloads import _layer_apply
     from jaxseq.ops.rnn import init_lstm_params, lstm_scan
 
     for name, v in (("batch", batch), ("seq_len", seq_len), ("hidden", hidden), ("layers", layers)):
@@ -164,9 +167,6 @@ def _positive(text: str) -> int:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from jaxseq.bench.ops_bench import resolve_out
-    from jaxseq.bench.sweep import append_jsonl, environment_info, memory_label
-
     env = environment_info()
     print(f"jaxseq bench phases; large buffers: {memory_label(env.get('memory'))}", flush=True)
     rec = time_lstm_phases(args.batch, args.seq_len, args.hidden, layers=args.layers,
@@ -182,7 +182,6 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `phases` (under `jaxseq bench`)."""
-    from jaxseq.bench.ops_bench import DEFAULT_OUT
     p = subparsers.add_parser("phases", help="forward and backward of an LSTM training step, timed apart, "
                               "against torch.nn.LSTM", description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=_positive, default=32)

@@ -27,16 +27,19 @@ torch is imported only when a torch anchor is built.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 from jaxseq.bench import flops as F
+from jaxseq.bench.generation import build_generation_workload, normalize_generation_point
+# The workload type and its measuring live in `measure`, which `generation` builds on as well; they stay
+# importable from here.
+from jaxseq.bench.measure import (DTYPES, Workload, _jnp_dtype, blocked_step, measure_workload,
+                                  point_with_required_fields)
 
 __all__ = ["Workload", "MODELS", "model_label", "RECURRENT_MODELS", "ATTENTION_MODELS", "build_workload",
            "available_models", "normalize_point", "attention_backends", "measure_workload",
            "blocked_step"]
 
-DTYPES = ("float32", "bfloat16", "float16")
 MODES = ("forward", "train", "generate")  # "generate": jaxseq.bench.generation
 PARALLEL = ("jit", "pmap")
 RECURRENT_MODELS = ("lstm", "gru", "mingru", "minlstm")
@@ -45,20 +48,6 @@ ANCHOR_MODELS = ("torch-lstm", "torch-sdpa", "flax-lstm", "cudnn-lstm")
 _ALL_ATTENTION_BACKENDS = ("naive", "vmapped", "blockwise", "xla", "cudnn")
 ATTENTION_MODELS = tuple(f"attn-{b}" for b in _ALL_ATTENTION_BACKENDS)
 MODELS = RECURRENT_MODELS + ATTENTION_MODELS + LAYER_MODELS + ANCHOR_MODELS
-
-
-@dataclasses.dataclass
-class Workload:
-    """One benchmark step: call `fn(*args)`; `framework` says how to time it."""
-
-    name: str
-    framework: str  # "jax" | "torch"
-    fn: Callable
-    args: tuple
-    tokens: int  # tokens processed per step (batch * seq_len, all devices)
-    flops: int | None  # analytic FLOPs per step (MaxText convention), None if not counted
-    no_grad: bool = False  # torch: run under torch.no_grad
-    notes: str = ""
 
 
 def attention_backends() -> tuple[str, ...]:
@@ -135,22 +124,9 @@ def model_label(point: dict[str, Any]) -> str:
     return f"{label}+unroll{unroll}" if unroll not in (None, 1) else label
 
 
-def point_with_required_fields(point: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a sweep point that has model, seq_len, batch and width (ValueError naming the
-    missing one), with dtype defaulting to float32; shared by training and generation points."""
-    p = dict(point)
-    for field in ("model", "seq_len", "batch", "width"):
-        if field not in p:
-            raise ValueError(f"point needs {field!r}: {point}")
-    p.setdefault("dtype", "float32")
-    return p
-
-
 def normalize_point(point: dict[str, Any]) -> dict[str, Any]:
     """Check a point's fields and fill defaults (heads). Raises ValueError naming the bad field."""
     if point.get("mode") == "generate":
-        from jaxseq.bench.generation import normalize_generation_point
-
         return normalize_generation_point(point)
     p = point_with_required_fields(point)
     p.setdefault("mode", "train")
@@ -217,12 +193,6 @@ def _heads(p: dict[str, Any]) -> int:
     if p["width"] % heads:
         raise ValueError(f"point heads={heads} must divide width={p['width']}")
     return heads
-
-
-def _jnp_dtype(name: str):
-    import jax.numpy as jnp
-
-    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -523,104 +493,9 @@ def build_workload(point: dict[str, Any]) -> Workload:
     """The step function and arguments of one point (see the module docstring)."""
     p = normalize_point(point)
     if p["mode"] == "generate":
-        from jaxseq.bench.generation import build_generation_workload
-
         return build_generation_workload(p)
     if "devices" in p:
         return _data_parallel_workload(p)
     if p["model"].startswith("torch-"):
         return _torch_workload(p)
     return _jax_workload(p)
-
-
-# ----------------------------------------------------------------------------------------------
-# measuring
-
-
-def measure_workload(w: Workload, *, warmup: int = 2, repeats: int = 5, dtype: str = "float32",
-                     peak_tflops: float | None = None, keep: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Time one workload and collect everything a sweep record holds about it (JSON-ready).
-
-    Step times in seconds; `tflops_per_s` and `mfu` use the analytic FLOPs; `flops_xla` is XLA's
-    cost model (scan bodies counted once, see `jaxseq.bench.flops`). Memory: XLA's buffer sizes of the
-    compiled step, the device allocator's process peak on GPU, and the host RSS peak above the
-    starting point while timing (`peak_rss_bytes`, CPU memory, covers torch as well).
-
-    `keep`, when given, receives ``keep["compiled"]``: the executable a jax workload was timed with
-    (nothing for torch), so that later calls (:func:`blocked_step`) need not compile it again.
-    """
-    import jax
-
-    from jaxseq.bench import timing as T
-
-    out: dict[str, Any] = {"framework": w.framework, "tokens": w.tokens, "notes": w.notes}
-    box: dict[str, Any] = {}
-    if w.framework == "jax":
-        compiled, compile_s = T.compile_fn(w.fn, *w.args)
-        if keep is not None:
-            keep["compiled"] = compiled
-        out["memory"] = T.memory_of(compiled)
-        out["flops_xla"] = F.xla_flops(compiled)
-        out["peak_rss_bytes"] = T.peak_rss(lambda: box.setdefault("t", T.time_compiled(
-            compiled, *w.args, warmup=warmup, repeats=repeats, compile_s=compile_s)))
-        out["device_memory"] = T.device_memory_stats()
-    else:
-        out["memory"] = None
-        out["flops_xla"] = None
-        _torch_cuda_reset_peak()
-        out["peak_rss_bytes"] = T.peak_rss(lambda: box.setdefault("t", T.time_torch(
-            w.fn, *w.args, warmup=warmup, repeats=repeats, no_grad=w.no_grad)))
-        out["device_memory"] = _torch_cuda_memory()
-    t: T.Timing = box["t"]
-    device_kind = jax.devices()[0].device_kind
-    peak = F.peak_flops(device_kind, dtype, override_tflops=peak_tflops,
-                        matmul_precision=getattr(jax.config, "jax_default_matmul_precision", None))
-    out.update(
-        median_s=t.median, min_s=t.min, max_s=t.max, times_s=t.times, compile_s=t.compile_s,
-        load_before=t.load_before, load_after=t.load_after,
-        tokens_per_s=w.tokens / t.median,
-        flops_analytic=w.flops,
-        tflops_per_s=(w.flops / t.median / 1e12) if w.flops else None,
-        peak_flops=peak,
-        mfu=F.mfu(w.flops, t.median, peak) if w.flops else None,
-    )
-    return out
-
-
-def blocked_step(w: Workload, compiled: Any = None) -> Callable[[], None]:
-    """One step of `w` that returns only when its result is ready (for `timing.time_paired`).
-
-    A jax workload runs `compiled` (the executable :func:`measure_workload` timed, passed on through its
-    `keep`) or else is jitted here (its first call compiles: warm up before timing); a torch one runs
-    under `no_grad` when the workload asks for it and synchronises CUDA after the call.
-    """
-    import jax
-
-    from jaxseq.bench import timing as T
-
-    if w.framework != "jax":
-        return T.torch_step(w.fn, *w.args, no_grad=w.no_grad)
-    if compiled is not None:
-        fn = compiled
-    else:
-        fn = w.fn if hasattr(w.fn, "lower") else jax.jit(w.fn)
-
-    def jax_step() -> None:
-        jax.block_until_ready(fn(*w.args))
-
-    return jax_step
-
-
-def _torch_cuda_memory() -> dict[str, int] | None:
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    return {"peak_bytes_in_use": torch.cuda.max_memory_allocated()}
-
-
-def _torch_cuda_reset_peak() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
