@@ -215,7 +215,7 @@ def _grid_preset(**kw):
 
 @pytest.fixture
 def no_plots(monkeypatch):
-    monkeypatch.setattr(longrange, "_plots", lambda *a, **k: [])
+    monkeypatch.setattr(longrange.report, "_plots", lambda *a, **k: [])
 
 
 def test_search_rises_bisects_to_factor_two_and_runs_seeds(monkeypatch, tmp_path, no_plots):
@@ -223,7 +223,7 @@ def test_search_rises_bisects_to_factor_two_and_runs_seeds(monkeypatch, tmp_path
     truth = {("copy", "lstm"): 40, ("copy", "transformer-rope"): 10 ** 6}
     # The larger learning rate diverges for the LSTM: the sweep must pick 1e-2 and keep it.
     override = lambda t, m, T, lr, k: "diverged" if (m == "lstm" and lr == 3e-2) else None  # noqa: E731
-    monkeypatch.setattr(longrange, "train_one", _fake_cells(truth, calls, override=override))
+    monkeypatch.setattr(longrange.run, "train_one", _fake_cells(truth, calls, override=override))
     preset = _grid_preset()
     out = tmp_path / "out"
     written = longrange.run_longrange(preset, out, workdir=tmp_path / "wd", progress=False)
@@ -324,7 +324,7 @@ def test_inconclusive_cells_are_never_failures(monkeypatch, tmp_path, no_plots):
     def override(t, m, T, lr, k):
         return {("gru", 128): "cap", ("mingru", 32): "diverged"}.get((m, T))
 
-    monkeypatch.setattr(longrange, "train_one", _fake_cells(truth, calls, override=override))
+    monkeypatch.setattr(longrange.run, "train_one", _fake_cells(truth, calls, override=override))
     preset = _grid_preset(models=models, lrs=(1e-2,))
     out = tmp_path / "out"
     recs = longrange.run_longrange(preset, out, workdir=tmp_path / "wd", progress=False)
@@ -351,7 +351,7 @@ def test_budget_cut_cell_is_pending_and_resumed(monkeypatch, tmp_path, no_plots)
     calls: list = []
     truth = {("copy", "lstm"): 40, ("copy", "transformer-rope"): 10 ** 6}
     cut = lambda t, m, T, lr, k: "budget" if (m, T) == ("lstm", 32) else None  # noqa: E731
-    monkeypatch.setattr(longrange, "train_one", _fake_cells(truth, calls, override=cut))
+    monkeypatch.setattr(longrange.run, "train_one", _fake_cells(truth, calls, override=cut))
     preset = _grid_preset(lrs=(1e-2,))
     out = tmp_path / "out"
     recs = longrange.run_longrange(preset, out, workdir=tmp_path / "wd", progress=False)
@@ -364,7 +364,7 @@ def test_budget_cut_cell_is_pending_and_resumed(monkeypatch, tmp_path, no_plots)
     report = (out / "REPORT.md").read_text()
     assert "cut by the time budget (next: T=32" in report and "The time budget cut this study" in report
     calls.clear()
-    monkeypatch.setattr(longrange, "train_one", _fake_cells(truth, calls))
+    monkeypatch.setattr(longrange.run, "train_one", _fake_cells(truth, calls))
     recs = longrange.run_longrange(preset, out, workdir=tmp_path / "wd", progress=False)
     assert ("copy", "lstm", 32, 1e-2, 0) in calls and ("copy", "lstm", 8, 1e-2, 0) not in calls
     s = longrange.frontier_of(preset, "copy", "lstm", load_records(out / "results.jsonl"))
@@ -373,7 +373,7 @@ def test_budget_cut_cell_is_pending_and_resumed(monkeypatch, tmp_path, no_plots)
 
 def test_time_budget_records_cells_it_leaves_out(monkeypatch, tmp_path, no_plots, capsys):
     calls: list = []
-    monkeypatch.setattr(longrange, "train_one", _fake_cells({("copy", "lstm"): 100, ("copy", "transformer-rope"): 100},
+    monkeypatch.setattr(longrange.run, "train_one", _fake_cells({("copy", "lstm"): 100, ("copy", "transformer-rope"): 100},
                                                             calls))
     preset = _grid_preset(budget_s=1e-9)
     out = tmp_path / "out"
@@ -507,7 +507,7 @@ def test_a_models_cap_joins_the_grid_it_cuts():
 def test_task_models_run_a_task_for_some_models_only(monkeypatch, tmp_path, no_plots):
     calls: list = []
     truth = {(t, m): 32 for t in ("copy", "adding") for m in ("lstm", "gru", "transformer-rope")}
-    monkeypatch.setattr(longrange, "train_one", _fake_cells(truth, calls))
+    monkeypatch.setattr(longrange.run, "train_one", _fake_cells(truth, calls))
     preset = _grid_preset(tasks=("copy", "adding"), models=("lstm", "gru", "transformer-rope"),
                           task_models=(("adding", ("transformer-rope", "lstm")),), lengths=(8, 32))
     assert preset.models_of("adding") == ("lstm", "transformer-rope")  # the preset's model order

@@ -163,8 +163,8 @@ def _fake_train_one(calls):
 
 def test_longrange_resumes_per_machine(monkeypatch, tmp_path):
     calls: list = []
-    monkeypatch.setattr(longrange, "train_one", _fake_train_one(calls))
-    monkeypatch.setattr(longrange, "_plots", lambda *a, **k: [])  # no matplotlib in a unit test
+    monkeypatch.setattr(longrange.run, "train_one", _fake_train_one(calls))
+    monkeypatch.setattr(longrange.report, "_plots", lambda *a, **k: [])  # no matplotlib in a unit test
     preset = longrange.PRESETS["smoke"]
     out = tmp_path / "lr"
     use_machine(monkeypatch, A)
