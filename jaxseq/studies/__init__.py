@@ -1,12 +1,13 @@
 """The studies: one module (or small package) per claim of the story, on one contract.
 
-Each study registers in `STUDIES` and its module provides:
+Each study registers in `STUDIES` and its module keeps the typed contract `jaxseq.studies.base.Study`
+(the contract test checks every registered study, signatures included):
 
-- `add_parser(subparsers)`: the `jaxseq` subcommand(s) it owns (`StudySpec.commands`);
-- a preset table (`PRESETS`, or the `--preset`/options its command takes) with `smoke` for the tests;
-- an output folder (`--out`) holding a resumable JSONL file of results (one line per finished point,
-  finished points skipped on a rerun);
-- `write_report(...)`: `REPORT.md` and PNG plots computed from that JSONL alone.
+- `PRESETS`, with `smoke` for the tests, and `run_preset(preset, out=None) -> Path`: measure into an
+  output folder holding resumable JSONL records (one line per finished point, finished points skipped on
+  a rerun), then write the report;
+- `write_folder_report(out, *, plots=True) -> Path`: `REPORT.md` and PNG plots from the records alone;
+- `add_parser(subparsers)`: the `jaxseq` subcommand(s) it owns (`StudySpec.commands`).
 
 Results belong to a machine (`jaxseq.studies.base`). One rule places every result, the committed ones
 included: `profiles/<machine_slug>/<StudySpec.folder>/[<preset>/]`. Every record carries the machine's
@@ -49,9 +50,9 @@ STUDIES: tuple[StudySpec, ...] = (
     StudySpec("forecasting", "jaxseq.studies.forecasting", ("forecast",), "<Freq>-<model>.json",
               "on time series neither beats ARIMA; the ES-RNN hybrid won M4",
               folder="forecast"),
-    StudySpec("charlm", "jaxseq.studies.charlm", ("lm-compare",), "lm_compare.jsonl",
+    StudySpec("charlm", "jaxseq.studies.charlm", ("charlm", "lm-compare"), "lm_compare.jsonl",
               "LSTMs ruled language modelling: equal parameters, equal CPU time",
-              folder="charlm", report="README.md"),
+              folder="charlm"),  # lm-compare: deprecated alias of charlm
     StudySpec("translation", "jaxseq.studies.translation", ("translate",), "results.jsonl",
               "GNMT-style LSTM encoder-decoders ruled translation until the Transformer, which trains in parallel",
               folder="translation"),

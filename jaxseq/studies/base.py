@@ -21,16 +21,39 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from jaxseq.bench.sweep import (PROFILES_ROOT, append_jsonl, machine_fields, machine_fingerprint,
                                 machine_folder, machine_id, machine_label, machine_slug, read_jsonl,
                                 source_commit,
                                 record_fingerprint, record_machine_id)
 
-__all__ = ["PROFILES_ROOT", "REPO_PROFILES", "default_out", "resolve_out", "append_record",
+__all__ = ["Study", "PROFILES_ROOT", "REPO_PROFILES", "default_out", "resolve_out", "append_record",
            "is_this_machine", "own_records", "by_machine", "newest_machine", "MachineRecords",
            "select_machine", "study_root", "folder_name", "reference_folders", "reference_records", "this_machine_id"]
+
+@runtime_checkable
+class Study(Protocol):
+    """The contract every registered study module keeps (`jaxseq.studies.STUDIES`; the contract test checks
+    each one, signatures included).
+
+    - `PRESETS`: preset name -> its settings; every study has `smoke`, a run of seconds for the tests.
+    - `run_preset(preset, out=None) -> Path`: measure the preset into `out` (default this machine's
+      `profiles/<machine>/<study>/[<preset>/]`), resuming what this machine finished, then write the
+      report; returns the report's path.
+    - `write_folder_report(out, *, plots=True) -> Path`: the report of a results folder from its records
+      alone (what `jaxseq.studies.results.regenerate` calls).
+    - `add_parser(subparsers)`: the study's `jaxseq` subcommands.
+    """
+
+    PRESETS: Mapping[str, Any]
+
+    def run_preset(self, preset: str, out: str | os.PathLike | None = None) -> Path: ...
+
+    def write_folder_report(self, out: str | os.PathLike, *, plots: bool = True) -> Path: ...
+
+    def add_parser(self, subparsers: Any) -> None: ...
+
 
 # The repository's committed profiles/ (present in a source checkout; absent in an installed wheel).
 REPO_PROFILES = Path(__file__).resolve().parents[2] / PROFILES_ROOT

@@ -1,8 +1,8 @@
-"""`jaxseq lm-compare`: LSTM vs GRU vs minGRU vs Transformer character LMs on Tiny Shakespeare, at about
+"""`jaxseq charlm`: LSTM vs GRU vs minGRU vs Transformer character LMs on Tiny Shakespeare, at about
 the same parameter count, each trained for the same CPU-time budget through the common engine.
 
-    jaxseq lm-compare [--out DIR] [--budget-s 180] [--models lstm gru mingru transformer]
-                      [--target-params 1e6] [--batch-size 32 --seq-len 128 --lr 2e-3] [--quick]
+    jaxseq charlm [--out DIR] [--budget-s 180] [--models lstm gru mingru transformer]
+                  [--target-params 1e6] [--batch-size 32 --seq-len 128 --lr 2e-3] [--quick]
 
 Budget: the training process's CPU time (`time.process_time`, all its threads), because on a shared
 machine wall-clock depends on the neighbours; wall-clock is recorded too. Evaluation is not charged to
@@ -14,11 +14,14 @@ when the budget is spent, whichever comes first.
 Outputs in OUT (default: this machine's `profiles/<machine_slug>/charlm/`, `.../charlm/quick/` with
 `--quick`): `lm_compare.jsonl` (one "eval" record per evaluation: model, step, cpu_s, wall_s,
 val_loss in nats/char, val_bpc; one "done" record per model; every record with the machine's
-fingerprint and id), `val_loss_vs_cpu.png`, `README.md` (table + settings). Workdirs (checkpoint of the
+fingerprint and id), `val_loss_vs_cpu.png`, `REPORT.md` (table + settings). Workdirs (checkpoint of the
 final state, TensorBoard logs) go under OUT/runs/ (git-ignored). Rerunning skips the models this
 machine finished; an unfinished model starts again from scratch. Another machine's records in OUT are
 kept but neither resumed from nor reported: the report and plot show this machine's runs, beside the
 other machines' `profiles/*/charlm/` (their final losses and steps per model).
+
+`jaxseq lm-compare` is the command's former name, kept as a deprecated alias (same options; it says so
+on stderr).
 """
 from __future__ import annotations
 
@@ -40,13 +43,34 @@ LAYERS = {"lstm": 2, "gru": 2, "mingru": 3, "minlstm": 3, "transformer": 4}
 NUM_HEADS = 4
 JSONL = "lm_compare.jsonl"
 PLOT = "val_loss_vs_cpu.png"
+REPORT = "REPORT.md"
 NOTES_MARKER = "<!-- notes: kept when the report is rewritten -->"
+COMMAND = "charlm"
+#: The command's former name: still accepted, with a deprecation line on stderr.
+DEPRECATED_ALIAS = "lm-compare"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("lm-compare", help="char-LM comparison at equal parameters and CPU budget",
+    p = subparsers.add_parser(COMMAND, help="char-LM comparison at equal parameters and CPU budget",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--out", help="output folder (JSONL, PNG, README.md; runs/ inside); default: this "
+    _add_options(p)
+    p.set_defaults(func=run)
+    # A second subparser rather than `aliases=`: an alias cannot say it is deprecated.
+    old = subparsers.add_parser(DEPRECATED_ALIAS, help=f"deprecated alias of `{COMMAND}`",
+                                description=f"Deprecated: use `jaxseq {COMMAND}` (same options).")
+    _add_options(old)
+    old.set_defaults(func=_run_deprecated)
+
+
+def _run_deprecated(args: argparse.Namespace) -> int:
+    import sys
+
+    print(f"jaxseq {DEPRECATED_ALIAS}: deprecated, use `jaxseq {COMMAND}` instead", file=sys.stderr, flush=True)
+    return run(args)
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="output folder (JSONL, PNG, REPORT.md; runs/ inside); default: this "
                    "machine's profiles/<machine>/charlm/ (with --quick: profiles/<machine>/charlm/quick/)")
     p.add_argument("--budget-s", type=float, default=None, help="CPU seconds of training per model (default 180)")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
@@ -63,7 +87,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="smoke test: tiny models (width 32, 1 layer), batch 8 x 32, budget 2 s per model")
-    p.set_defaults(func=run)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -152,7 +175,7 @@ def run_one(kind: str, *, args: argparse.Namespace, data: Any, out: Path, runs: 
     base = dict(task="charlm", model=kind, d_model=d_model, layers=layers, num_heads=NUM_HEADS,
                 batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, seed=args.seed,
                 eval_batches=args.eval_batches, log_every=10, keep_checkpoints=1, progress=False,
-                extra={"study": "lm-compare", "budget_cpu_s": budget})
+                extra={"study": "charlm", "budget_cpu_s": budget})
     workdir = runs / kind
     shutil.rmtree(workdir, ignore_errors=True)  # an unfinished earlier attempt starts again
     if args.quick:
@@ -164,7 +187,7 @@ def run_one(kind: str, *, args: argparse.Namespace, data: Any, out: Path, runs: 
     eval_every = max(1, steps // max(1, args.evals))
     cfg = TrainConfig(**{**base, "workdir": str(workdir), "steps": steps, "eval_every": eval_every,
                          "ckpt_every": 10**9})  # one checkpoint, of the final state
-    print(f"[lm-compare] {kind}: d_model {d_model} x {layers} layers, {params:,} params, "
+    print(f"[charlm] {kind}: d_model {d_model} x {layers} layers, {params:,} params, "
           f"~{sec_per_step or float('nan'):.3f} CPU s/step -> {steps} steps planned, eval every {eval_every}",
           flush=True)
 
@@ -228,12 +251,12 @@ def write_plot(records: list[dict], path: Path) -> None:
 def write_report(records: list[dict], path: Path, *, budget: float, args: argparse.Namespace,
                  meta: dict[str, Any], machine_note: str = "",
                  references: list[tuple[str, list[dict]]] = ()) -> None:
-    """README.md from one machine's records; `references`: (name, records) of other machines."""
+    """REPORT.md from one machine's records; `references`: (name, records) of other machines."""
     done = [r for r in records if r["type"] == "done"]
     lines = [
         "# Character LMs on Tiny Shakespeare at equal parameters and equal CPU budget",
         "",
-        f"Written by `jaxseq lm-compare` ({'--quick smoke run' if args.quick else 'full run'}); "
+        f"Written by `jaxseq charlm` ({'--quick smoke run' if args.quick else 'full run'}); "
         f"raw records: `{JSONL}`; plot: `{PLOT}`.",
         "",
         f"- Data: Tiny Shakespeare (sha256 verified), first 90% train, last 10% validation; validation loss "
@@ -328,23 +351,23 @@ def run(args: argparse.Namespace) -> int:
         _append(path, {"type": "meta", **meta, "budget_cpu_s": budget, "quick": bool(args.quick)})
     for kind in args.models:
         if kind in finished:
-            print(f"[lm-compare] {kind}: done already, skipped", flush=True)
+            print(f"[charlm] {kind}: done already, skipped", flush=True)
             continue
         r = run_one(kind, args=args, data=data, out=out, runs=runs, budget=budget)
-        print(f"[lm-compare] {kind}: {r['steps']} steps, val {r['final_val_loss']:.4f} nats/char "
+        print(f"[charlm] {kind}: {r['steps']} steps, val {r['final_val_loss']:.4f} nats/char "
               f"({r['final_val_bpc']:.3f} bits/char), {r['cpu_s']:.0f} CPU s, {r['wall_s']:.0f} wall s", flush=True)
     write_folder_report(out, machine=me, args=args)
     records = select_machine(read_jsonl(path), me).records
     if not math.isfinite(sum(r["final_val_loss"] for r in records if r["type"] == "done")):
-        print("[lm-compare] warning: a final validation loss is not finite", flush=True)
+        print("[charlm] warning: a final validation loss is not finite", flush=True)
     return 0
 
 
 def write_folder_report(out: str | Path, *, plots: bool = True, machine: str | None = None,
                         args: argparse.Namespace | None = None) -> Path:
-    """README.md (and the plot) of a results folder from its records alone: one machine's (`machine`,
+    """REPORT.md (and the plot) of a results folder from its records alone: one machine's (`machine`,
     default the newest), the recipe read back from its records (or `args`, the command's own), the
-    other machines' folders of this study beside it. Returns the README's path."""
+    other machines' folders of this study beside it. Returns the report's path."""
     from jaxseq.studies.base import reference_folders, select_machine
 
     out = Path(out)
@@ -366,10 +389,33 @@ def write_folder_report(out: str | Path, *, plots: bool = True, machine: str | N
             refs.append((f"{ref_dir.parent.name}/ ({ref.slug})", ref.records))
     if plots:
         write_plot(records, out / PLOT)
-    path = out / "README.md"
+    path = out / REPORT
     write_report(records, path, budget=meta["budget_cpu_s"], args=args, meta=meta,
                  machine_note=chosen.note(), references=refs)
     return path
+
+
+# The study's presets: what `run_preset` runs (the command takes each setting as an option too).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {"quick": False, "budget_s": 180.0},
+    "smoke": {"quick": True, "budget_s": 2.0},  # tiny models, seconds
+}
+
+
+def run_preset(preset: str, out: str | Path | None = None) -> Path:
+    """`jaxseq charlm` with the preset's settings into `out` (default this machine's charlm folder,
+    `.../charlm/quick/` for the smoke preset), resuming the models this machine finished; returns
+    REPORT.md's path (the study contract's entry point)."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    p = PRESETS[preset]
+    parser = argparse.ArgumentParser(prog="jaxseq")
+    _add_options(parser)
+    argv = ["--budget-s", str(p["budget_s"])] + (["--quick"] if p["quick"] else [])
+    args = parser.parse_args(argv + (["--out", str(out)] if out else []))
+    run(args)
+    folder = Path(out) if out else default_out("charlm", "quick" if p["quick"] else "")
+    return folder / "REPORT.md"
 
 
 def default_out(*parts: str) -> Path:
@@ -380,14 +426,14 @@ def default_out(*parts: str) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m jaxseq.studies.charlm ...`: `jaxseq lm-compare` without importing jaxseq.cli."""
+    """`python -m jaxseq.studies.charlm ...`: `jaxseq charlm` without importing jaxseq.cli."""
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m jaxseq.studies.charlm")
     add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["lm-compare", *(sys.argv[1:] if argv is None else argv)])
+    args = parser.parse_args([COMMAND, *(sys.argv[1:] if argv is None else argv)])
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"jaxseq lm-compare: error: {e}", file=sys.stderr)
+        print(f"jaxseq {COMMAND}: error: {e}", file=sys.stderr)
         return 2

@@ -81,6 +81,24 @@ def _best_entry(freq: str, pub: dict[str, tuple[float, float, float]]) -> tuple[
 
 
 
+# The study's presets: what `run_preset` runs (the command takes each setting as an option too).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {"dataset": "m4-hourly", "models": "all", "series": None},
+    # seconds: the two M4 benchmarks on 3 series (no statistical fit, no training)
+    "smoke": {"dataset": "m4-hourly", "models": ["naive2", "snaive"], "series": 3},
+}
+
+
+def run_preset(preset: str, out: str | os.PathLike | None = None) -> Path:
+    """Forecast and score the preset's models into `out` (default this machine's forecast folder), reusing
+    the forecasts already there; returns REPORT.md's path (the study contract's entry point)."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    p = PRESETS[preset]
+    args = build_parser_namespace(no_progress=True)
+    return run_forecast(p["dataset"], p["models"], series=p["series"], out=out, args=args)
+
+
 def default_out() -> Path:
     """This machine's folder of the study: profiles/<machine_slug>/forecast/."""
     from jaxseq.studies.base import default_out as _default_out

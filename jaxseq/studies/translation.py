@@ -558,6 +558,12 @@ def run_study(preset: str | Preset, out: str | Path | None = None, *, models: Se
     return write_report(out)
 
 
+def run_preset(preset: str, out: str | Path | None = None) -> Path:
+    """`jaxseq translate study --preset PRESET`: both systems trained and scored into `out` (resumable);
+    returns REPORT.md's path (the study contract's entry point)."""
+    return run_study(preset, out, progress=False)
+
+
 # ------------------------------------------------------------------------------------- report
 
 

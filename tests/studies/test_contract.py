@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jaxseq.studies import STUDIES, study
-from jaxseq.studies.base import REPO_PROFILES
+from jaxseq.studies.base import REPO_PROFILES, Study
 
 PKG = Path(__file__).resolve().parents[2] / "jaxseq"
 
@@ -33,6 +33,12 @@ def test_study_module_registers_its_commands_and_reports(spec):
     assert set(sub.choices) == set(spec.commands)
     for cmd in spec.commands:  # every command has something to run
         assert callable(sub.choices[cmd].get_default("func")), cmd
+    # The typed contract (jaxseq.studies.base.Study): presets with a smoke preset, run_preset,
+    # write_folder_report, add_parser; one signature each.
+    assert isinstance(module, Study), spec.module
+    assert "smoke" in module.PRESETS, spec.module
+    run = list(inspect.signature(module.run_preset).parameters.values())
+    assert [p.name for p in run] == ["preset", "out"] and run[1].default is None, spec.module
     # One signature for every study's report of a results folder (what `jaxseq.studies.results.regenerate`
     # and the byte-identical regeneration test call).
     sig = inspect.signature(module.write_folder_report)
@@ -121,3 +127,14 @@ def test_the_layer_scan_can_fail(tmp_path):
     assert "jaxseq.ops is pure JAX" in text
     assert "nn must not import models" in text
     assert "data must not import cli" in text
+
+
+def test_run_preset_measures_and_reports(tmp_path):
+    # The contract's entry point end to end on the cheapest study (the others' smoke presets run in
+    # their own tests through the same functions run_preset calls).
+    from jaxseq.studies import forecasting
+
+    report = forecasting.run_preset("smoke", tmp_path / "fc")
+    assert report == tmp_path / "fc" / "REPORT.md" and "| naive2 |" in report.read_text()
+    with pytest.raises(ValueError, match="preset must be one of"):
+        forecasting.run_preset("nope", tmp_path)

@@ -571,3 +571,18 @@ def test_gpu_script_dry_run_on_cpu_reports_what_its_cap_cut(tmp_path):
     recs = load_records(tmp_path / "pack" / "results.jsonl")
     assert recs and all(r["outcome"] == "budget" for r in recs)
     assert (tmp_path / "pack" / "REPORT.md").is_file() and (tmp_path / "pack" / "plan.json").is_file()
+
+
+def test_run_preset_runs_the_named_preset_and_reports(monkeypatch, tmp_path, no_plots):
+    # The study contract's entry point: the smoke preset by name, into `out`, resumed on a rerun.
+    calls: list = []
+    monkeypatch.setattr(longrange.run, "train_one",
+                        _fake_cells({("copy", "lstm"): 8, ("copy", "transformer-rope"): 32}, calls))
+    out = tmp_path / "lr"
+    report = longrange.run_preset("smoke", out)
+    assert report == out / "REPORT.md" and "copy" in report.read_text() and calls
+    n = len(calls)
+    assert longrange.run_preset("smoke", out) == report and len(calls) == n  # nothing to rerun
+    assert json.loads((out / "plan.json").read_text())["preset_name"] == "smoke"
+    with pytest.raises(ValueError, match="preset must be one of"):
+        longrange.run_preset("nope", out)

@@ -45,11 +45,11 @@ def test_default_out_is_this_machines_folder(monkeypatch, tmp_path):
 
     assert forecasting.default_out() == Path("profiles", slug, "forecast")
     assert ops_bench.resolve_out(None) is None
-    # --out is optional for every study command now (it used to be required for scale/lm-compare).
+    # --out is optional for every study command now (it used to be required for scale/charlm).
     from jaxseq.cli import build_parser
 
     parser = build_parser()
-    for cmd in ("scale", "study", "longrange", "lm-compare"):
+    for cmd in ("scale", "study", "longrange", "charlm", "lm-compare"):
         assert parser.parse_args([cmd]).out is None, cmd
     assert parser.parse_args(["bench", "ops", "--out"]).out == ops_bench.DEFAULT_OUT
     # A live slug always names its CPU model: no live machine writes into a legacy folder.
@@ -202,7 +202,7 @@ def test_charlm_resumes_per_machine_and_keeps_other_records(monkeypatch, tmp_pat
     monkeypatch.setattr(charlm, "run_one", fake_run_one)
     monkeypatch.setattr(charlm, "write_plot", lambda records, path: None)
     out = tmp_path / "charlm"
-    argv = ["lm-compare", "--out", str(out), "--quick", "--models", "lstm", "gru"]
+    argv = ["charlm", "--out", str(out), "--quick", "--models", "lstm", "gru"]
     use_machine(monkeypatch, A)
     assert main(argv) == 0 and trained == ["lstm", "gru"]
     # A's unfinished transformer run: machine B must leave it alone, machine A drops it on its rerun.
@@ -222,5 +222,5 @@ def test_charlm_resumes_per_machine_and_keeps_other_records(monkeypatch, tmp_pat
     recs = read_jsonl(out / charlm.JSONL)
     assert {r["machine_id"] for r in recs} == {machine_id(A), machine_id(B)}
     assert sum(r["type"] == "done" for r in recs) == 4
-    readme = (out / "README.md").read_text()
-    assert "Fake CPU Model A" in readme and "cpu-fake-model-b-5core" in readme  # B left out, named
+    report = (out / "REPORT.md").read_text()
+    assert "Fake CPU Model A" in report and "cpu-fake-model-b-5core" in report  # B left out, named

@@ -75,11 +75,12 @@ from jaxseq.studies.longrange.frontier import (Search, cell_outcome, frontier_of
                                               run_key, search, solved_at)
 from jaxseq.studies.longrange.cell import _workdir, train_one  # noqa: F401
 from jaxseq.studies.longrange.report import _frontier_text, write_folder_report, write_report  # noqa: F401
-from jaxseq.studies.longrange.run import default_out, plan_of, run_longrange
+from jaxseq.studies.longrange.run import default_out, plan_of, run_longrange, run_preset
 from jaxseq.studies.longrange.cli import add_parser, main, preset_from_args
 
 __all__ = ["PRESETS", "Preset", "TaskData", "Search", "run_longrange", "write_report", "default_out", "cell_outcome",
            "add_parser", "search", "plateaued", "solved_at", "frontier_of", "state_floats", "task_bits",
            # beside the historical list: the single module's other public names that other code uses
            "FINAL", "PROTOCOL", "SOLVED", "make_loss_fn", "model_kwargs", "regression_loss", "width_for",
-           "outcome_of", "run_key", "train_one", "write_folder_report", "plan_of", "main", "preset_from_args"]
+           "outcome_of", "run_key", "train_one", "write_folder_report", "plan_of", "main", "preset_from_args",
+           "run_preset"]

@@ -120,3 +120,15 @@ def run_longrange(preset: Preset, out: str | Path, *, workdir: str | Path = _DEF
             bar.close()
     write_report(out, machine=this_machine_id())
     return written
+
+
+def run_preset(preset: str, out: str | Path | None = None) -> Path:
+    """Run the preset named `preset` into `out` (default `default_out(preset)`), resuming this machine's
+    finished cells; returns REPORT.md's path (the study contract's entry point)."""
+    from jaxseq.studies.longrange.presets import PRESETS
+
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    out = Path(out) if out else default_out(preset)
+    run_longrange(PRESETS[preset], out, preset_name=preset, progress=False)
+    return out / "REPORT.md"

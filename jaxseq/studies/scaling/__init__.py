@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "write_report", "write_folder_report"]
+from jaxseq.studies.scaling.sweep import PRESETS
+
+__all__ = ["PRESETS", "add_parser", "run_preset", "write_report", "write_folder_report"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -33,3 +35,16 @@ def write_folder_report(out: str | Path, *, plots: bool = True) -> Path:
 
     The scaling report always draws its plots; `plots` is accepted for the contract."""
     return write_report(out)
+
+
+def run_preset(preset: str, out: str | Path | None = None) -> Path:
+    """`jaxseq study --preset PRESET`: bench ops, the sweep with traces, the report and (in a profiles/
+    folder) the verdict; returns REPORT.md's path (RuntimeError naming the failed steps otherwise)."""
+    from jaxseq.studies.scaling.study import run_study
+
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    summary = run_study(out, preset, progress=False)
+    if summary["failed"] or not summary.get("report"):
+        raise RuntimeError(f"jaxseq study --preset {preset}: a step failed: {summary['steps']}")
+    return Path(summary["report"])
