@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from jaxseq.bench.measure import DTYPES, Workload, _jnp_dtype, measure_workload, point_with_required_fields
+from jaxseq.bench.measure import DTYPES, Workload, jnp_dtype, measure_workload, point_with_required_fields
 
 __all__ = ["GENERATE_MODELS", "DEFAULT_LAYERS", "DEFAULT_NEW_TOKENS", "GenerationWorkload",
            "normalize_generation_point", "state_bytes_per_sequence", "decode_flops_per_token",
@@ -146,7 +146,7 @@ def build_generation_workload(point: dict[str, Any]) -> GenerationWorkload:
 
     p = normalize_generation_point(point)
     model, ctx, B, W = p["model"], p["seq_len"], p["batch"], p["width"]
-    L, k, dt = p["layers"], p["new_tokens"], _jnp_dtype(p["dtype"])
+    L, k, dt = p["layers"], p["new_tokens"], jnp_dtype(p["dtype"])
     rngs = nnx.Rngs(0)
     key_x, key_s = jax.random.split(jax.random.key(1))
     x0 = jax.random.normal(key_x, (B, W), jnp.float32).astype(dt)

@@ -52,6 +52,9 @@ loop. Without metadata the role is "loop".
 The trip count is the backend's `known_trip_count` when the compiled loop carries one; otherwise it is
 read from the condition (`compare(i, constant(N)), direction=LT` with the induction variable starting at
 0, step 1); None when neither is there.
+
+This module does the accounting and the CLI; the HLO text parser is `jaxseq.bench.hlo` and the trace
+reader `jaxseq.bench.xplane` (their public names stay importable from here).
 """
 from __future__ import annotations
 
@@ -62,6 +65,10 @@ import re
 import sys
 from collections import Counter
 from typing import Any, Callable, Sequence
+
+# The parser's and the trace reader's names stay importable from here.
+from jaxseq.bench.hlo import HloComputation, HloInstruction, HloModuleText, parse_hlo
+from jaxseq.bench.xplane import hlo_modules_from_xplane
 
 __all__ = [
     "HloInstruction",
@@ -91,170 +98,6 @@ _COLLECTIVES = frozenset({
 })
 _COLLECTIVE_PREFIX = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute",
                       "collective-broadcast", "ragged-all-to-all")
-
-# --- parsing -------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class HloInstruction:
-    """One instruction line of an HLO text module."""
-
-    name: str  # without the leading '%'
-    opcode: str  # "fusion", "while", "dot", ...
-    shape: str  # result shape text, e.g. "f32[16,256]{1,0}" or a tuple "(s32[], f32[2])"
-    operands: tuple[str, ...]  # operand instruction names
-    attrs: str  # the rest of the line after the operand list (calls=..., metadata=..., backend_config=...)
-    is_root: bool = False
-
-    @property
-    def called(self) -> tuple[str, ...]:
-        """Names of the computations this instruction calls (fusion, while, call, conditional, ...)."""
-        out: list[str] = []
-        for m in re.finditer(r"\b(calls|to_apply|body|condition|true_computation|false_computation|"
-                             r"branch_computations|async_computation|called_computations)="
-                             r"(\{[^}]*\}|%?[\w.\-]+)", self.attrs):
-            out += [n.lstrip("%") for n in re.findall(r"%?([\w.\-]+)", m.group(2))]
-        return tuple(out)
-
-    def attr(self, key: str) -> str | None:
-        """A simple `key=value` attribute (value up to the next ',' or space), e.g. `kind`, `body`."""
-        m = re.search(rf"(?:^|[\s,]){re.escape(key)}=(%?[\w.\-$]+|\"[^\"]*\")", self.attrs)
-        return m.group(1).lstrip("%").strip('"') if m else None
-
-    @property
-    def op_name(self) -> str:
-        m = re.search(r'op_name="([^"]*)"', self.attrs)
-        return m.group(1) if m else ""
-
-    @property
-    def is_scalar(self) -> bool:
-        return re.fullmatch(r"\w+\[\](\{[^}]*\})?", self.shape) is not None
-
-
-@dataclasses.dataclass(frozen=True)
-class HloComputation:
-    name: str
-    instructions: tuple[HloInstruction, ...]
-    is_entry: bool = False
-
-    def by_name(self) -> dict[str, HloInstruction]:
-        return {i.name: i for i in self.instructions}
-
-
-@dataclasses.dataclass(frozen=True)
-class HloModuleText:
-    name: str
-    computations: dict[str, HloComputation]  # in text order
-    entry: str | None
-
-
-def _balanced(s: str, start: int) -> int:
-    """Index just past the bracket group opening at s[start] ('(' or '{'), skipping quoted strings."""
-    pairs = {"(": ")", "{": "}", "[": "]"}
-    stack: list[str] = []
-    i = start
-    in_str = False
-    while i < len(s):
-        ch = s[i]
-        if in_str:
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in pairs:
-            stack.append(pairs[ch])
-        elif stack and ch == stack[-1]:
-            stack.pop()
-            if not stack:
-                return i + 1
-        i += 1
-    raise ValueError(f"unbalanced brackets in HLO text: {s[start:start + 80]!r}")
-
-
-_COMP_HEADER = re.compile(r"^(ENTRY\s+)?%?([\w.\-]+)\s*(\(.*)?\{\s*$")
-_INSTR_HEAD = re.compile(r"^\s*(ROOT\s+)?%?([\w.\-]+)\s*=\s*")
-
-
-def _parse_instruction(line: str) -> HloInstruction | None:
-    m = _INSTR_HEAD.match(line)
-    if not m:
-        return None
-    is_root, name = bool(m.group(1)), m.group(2)
-    i = m.end()
-    if i < len(line) and line[i] == "(":  # tuple shape
-        j = _balanced(line, i)
-    else:
-        j = i
-        while j < len(line) and not line[j].isspace():
-            if line[j] in "{[(":
-                j = _balanced(line, j)
-            else:
-                j += 1
-    shape = line[i:j]
-    rest = line[j:].lstrip()
-    om = re.match(r"([\w\-]+)\(", rest)
-    if not om:
-        return None
-    opcode = om.group(1)
-    k = om.end() - 1
-    end = _balanced(rest, k)
-    operand_text = rest[k + 1:end - 1]
-    # Operands are '%name' (optionally preceded by their shape); a constant keeps its literal and a
-    # parameter its number here, and printers that drop the '%' give bare names.
-    operands = tuple(re.findall(r"%([\w.\-]+)", operand_text))
-    if not operands and operand_text.strip():
-        operands = tuple(t.strip().split()[-1] for t in operand_text.split(",") if t.strip())
-    attrs = rest[end:].lstrip(", ")
-    return HloInstruction(name=name, opcode=opcode, shape=shape, operands=operands, attrs=attrs,
-                          is_root=is_root)
-
-
-def parse_hlo(text: str) -> HloModuleText:
-    """Parse an HLO text module (`compiled.as_text()`, an XLA dump, `lowered.as_text('hlo')`).
-
-    Computations are top-level blocks `[ENTRY ]%name (params) -> shape {` ... `}`; every line inside
-    that has `%x = shape opcode(operands), attrs` becomes an :class:`HloInstruction`. Lines the parser
-    does not recognise (comments, blank lines, module attributes) are skipped.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"parse_hlo: `text` must be a str of HLO text, got {type(text).__name__}")
-    module_name = ""
-    mm = re.search(r"^HloModule\s+([\w.\-]+)", text, re.M)
-    if mm:
-        module_name = mm.group(1)
-    comps: dict[str, HloComputation] = {}
-    entry = None
-    current: tuple[str, bool] | None = None
-    instrs: list[HloInstruction] = []
-    for raw in text.splitlines():
-        line = raw.rstrip()
-        if not line or line.lstrip().startswith("//"):
-            continue
-        if current is None:
-            if line[0].isspace():
-                continue
-            h = _COMP_HEADER.match(line)
-            if h and not line.startswith("HloModule"):
-                current = (h.group(2), bool(h.group(1)))
-                instrs = []
-            continue
-        if line.strip() == "}" and not line[0].isspace():
-            name, is_entry = current
-            comps[name] = HloComputation(name=name, instructions=tuple(instrs), is_entry=is_entry)
-            if is_entry:
-                entry = name
-            current = None
-            continue
-        ins = _parse_instruction(line)
-        if ins is not None:
-            instrs.append(ins)
-    if current is not None:
-        raise ValueError(f"parse_hlo: computation {current[0]!r} is not closed with '}}'")
-    return HloModuleText(name=module_name, computations=comps, entry=entry)
-
 
 # --- counting ------------------------------------------------------------------------------------
 
@@ -484,149 +327,6 @@ def loop_kernel_counts(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> lis
     here, the GPU on a GPU machine): the same program compiles to different bodies per backend.
     """
     return loop_kernels_from_hlo(compiled_hlo_text(fn, *args, **kwargs))
-
-
-# --- HLO from a profiler trace ------------------------------------------------------------------
-
-
-def _packed_varints(buf: bytes, span: tuple[int, int] | int) -> list[int]:
-    from jaxseq.bench.traces import _varint
-
-    if isinstance(span, int):  # a single unpacked value
-        return [span]
-    out, i = [], span[0]
-    while i < span[1]:
-        v, i = _varint(buf, i)
-        out.append(v)
-    return out
-
-
-def _shape_text(buf: bytes, span: tuple[int, int]) -> str:
-    """ShapeProto -> 'e<type>[d0,d1]' or a tuple '(…)'; enough for `is_scalar` and for reading.
-    Fields (xla_data.proto): element_type = 2 (TUPLE = 13), dimensions = 3, tuple_shapes = 4."""
-    from jaxseq.bench.traces import _fields
-
-    etype, dims, parts = 0, [], []
-    for n, v in _fields(buf, *span):
-        if n == 2:
-            etype = v
-        elif n == 3:
-            dims += _packed_varints(buf, v)
-        elif n == 4:
-            parts.append(_shape_text(buf, v))
-    if etype == 13:
-        return "(" + ", ".join(parts) + ")"
-    return f"e{etype}[{','.join(map(str, dims))}]"
-
-
-def hlo_modules_from_xplane(path: Any) -> dict[str, HloModuleText]:
-    """{module name: HloModuleText} of the compiled HLO modules a `jax.profiler` trace keeps in its
-    metadata plane, so kernels per loop can be counted from a trace recorded on another machine (a
-    GPU's `*.xplane.pb`) without recompiling there.
-
-    Field numbers (xla/service/hlo.proto): HloProto.hlo_module = 1; HloModuleProto.name = 1,
-    .entry_computation_name = 2, .computations = 3; HloComputationProto.name = 1, .instructions = 2,
-    .id = 5; HloInstructionProto.name = 1, .opcode = 2, .shape = 3, .metadata = 7 (op_name = 2),
-    .fusion_kind = 11, .custom_call_target = 28, .id = 35, .operand_ids = 36,
-    .called_computation_ids = 38 (a while's body first, then its condition), .backend_config = 43.
-    """
-    from pathlib import Path
-
-    from jaxseq.bench.traces import _fields, _text
-
-    buf = Path(path).read_bytes()
-    modules: dict[str, HloModuleText] = {}
-    for f, plane in _fields(buf):
-        if f != 1:
-            continue
-        pf = list(_fields(buf, *plane))
-        if next((_text(buf, v) for n, v in pf if n == 2), "") != "/host:metadata":
-            continue
-        stat_names: dict[int, str] = {}
-        for n, entry in pf:
-            if n == 5:
-                for n2, v in _fields(buf, *entry):
-                    if n2 == 2:
-                        meta = dict(_fields(buf, *v))
-                        if 2 in meta:
-                            stat_names[meta.get(1, 0)] = _text(buf, meta[2]).lower()
-        for n, entry in pf:
-            if n != 4:
-                continue
-            for n2, v in _fields(buf, *entry):
-                if n2 != 2:
-                    continue
-                for n3, v3 in _fields(buf, *v):
-                    if n3 != 5:
-                        continue
-                    st = dict(_fields(buf, *v3))
-                    if stat_names.get(st.get(1, 0), "") in ("hlo proto", "hlo_proto") and 6 in st:
-                        for n4, mod in _fields(buf, *st[6]):
-                            if n4 == 1:
-                                m = _module_from_proto(buf, mod)
-                                modules[m.name] = m
-    return modules
-
-
-def _module_from_proto(buf: bytes, span: tuple[int, int]) -> HloModuleText:
-    from jaxseq.bench.traces import _fields, _text
-
-    name, entry, raw_comps = "", None, []
-    for n, v in _fields(buf, *span):
-        if n == 1:
-            name = _text(buf, v)
-        elif n == 2:
-            entry = _text(buf, v)
-        elif n == 3:
-            raw_comps.append(v)
-    comp_names: dict[int, str] = {}
-    parsed: list[tuple[str, list[dict[int, list[Any]]]]] = []
-    for cspan in raw_comps:
-        cname, cid, instrs = "", None, []
-        for n, v in _fields(buf, *cspan):
-            if n == 1:
-                cname = _text(buf, v)
-            elif n == 5:
-                cid = v
-            elif n == 2:
-                d: dict[int, list[Any]] = {}
-                for n2, v2 in _fields(buf, *v):
-                    d.setdefault(n2, []).append(v2)
-                instrs.append(d)
-        if cid is not None:
-            comp_names[cid] = cname
-        parsed.append((cname, instrs))
-    comps: dict[str, HloComputation] = {}
-    for cname, instrs in parsed:
-        out = []
-        ids = {d[35][0]: _text(buf, d[1][0]) for d in instrs if 35 in d and 1 in d}
-        for d in instrs:
-            iname, opcode = _text(buf, d[1][0]), _text(buf, d[2][0])
-            called = [comp_names.get(c, str(c)) for v in d.get(38, []) for c in _packed_varints(buf, v)]
-            attrs = []
-            if 11 in d and isinstance(d[11][0], tuple):
-                attrs.append(f"kind={_text(buf, d[11][0])}")
-            if opcode == "while" and len(called) >= 2:
-                attrs.append(f"condition=%{called[1]}, body=%{called[0]}")
-            elif opcode == "fusion" and called:
-                attrs.append(f"calls=%{called[0]}")
-            elif opcode == "conditional" and called:
-                attrs.append("branch_computations={" + ", ".join(f"%{c}" for c in called) + "}")
-            elif called:
-                attrs.append("to_apply=" + ", ".join(f"%{c}" for c in called) if len(called) == 1
-                             else "called_computations={" + ", ".join(f"%{c}" for c in called) + "}")
-            if 28 in d and isinstance(d[28][0], tuple):
-                attrs.append(f'custom_call_target="{_text(buf, d[28][0])}"')
-            if 7 in d:
-                op_name = next((_text(buf, v) for n, v in _fields(buf, *d[7][0]) if n == 2), "")
-                attrs.append(f'metadata={{op_name="{op_name}"}}')
-            if 43 in d and d[43][0][1] > d[43][0][0]:
-                attrs.append(f"backend_config={_text(buf, d[43][0])}")
-            operands = tuple(ids.get(o, str(o)) for v in d.get(36, []) for o in _packed_varints(buf, v))
-            out.append(HloInstruction(name=iname, opcode=opcode, shape=_shape_text(buf, d[3][0]) if 3 in d else "",
-                                      operands=operands, attrs=", ".join(attrs)))
-        comps[cname] = HloComputation(name=cname, instructions=tuple(out), is_entry=cname == entry)
-    return HloModuleText(name=name, computations=comps, entry=entry)
 
 
 # --- report --------------------------------------------------------------------------------------

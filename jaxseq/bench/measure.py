@@ -16,7 +16,8 @@ from typing import Any, Callable
 from jaxseq.bench import flops as F
 from jaxseq.bench import timing as T
 
-__all__ = ["DTYPES", "Workload", "point_with_required_fields", "measure_workload", "blocked_step"]
+__all__ = ["DTYPES", "Workload", "point_with_required_fields", "measure_workload", "blocked_step",
+           "jnp_dtype"]
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -46,7 +47,7 @@ def point_with_required_fields(point: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
-def _jnp_dtype(name: str):
+def jnp_dtype(name: str):
     """The jnp dtype of a point's dtype name."""
     import jax.numpy as jnp
 

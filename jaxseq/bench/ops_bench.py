@@ -37,7 +37,7 @@ from jaxseq.bench.sweep import (classify_exception, environment_info, huge_pages
 from jaxseq.bench.timing import format_table, machine_load, paired_ratios
 from jaxseq.bench.workloads import attention_backends, build_workload, measure_workload, model_label
 
-__all__ = ["TARGETS", "DEFAULT_OUT", "resolve_out", "run_ops_bench", "add_parser"]
+__all__ = ["TARGETS", "DEFAULT_OUT", "resolve_out", "run_ops_bench", "add_parser", "bench_cases", "pair_case"]
 
 BENCH_OPS = "bench_ops.jsonl"
 
@@ -55,8 +55,10 @@ _COLUMNS = [("case", "case"), ("seq_len", "T"), ("impl", "impl"), ("status", "st
             ("load", "load 1m"), ("paired", "x anchor paired")]
 
 
-def _cases(args: argparse.Namespace) -> list[tuple[str, int, list[dict[str, Any]]]]:
-    """[(case, T, [anchor point, jax points...])]."""
+def bench_cases(args: argparse.Namespace) -> list[tuple[str, int, list[dict[str, Any]]]]:
+    """[(case, T, [anchor point, jax points...])]: the points `jaxseq bench ops` with these arguments
+    measures, per case and length, the anchor first (also what `jaxseq.studies.scaling.study` expects
+    a finished run to hold)."""
     import jax
 
     from jaxseq.nn.recurrent import SCHEDULES
@@ -97,7 +99,7 @@ def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Time every case; return one row per (case, T, impl) with the ratio to that case's anchor."""
     rows = []
     out = resolve_out(args.out)
-    for case, T, points in _cases(args):
+    for case, T, points in bench_cases(args):
         anchor_tps = None
         workloads: list[Any] = []  # the case's workloads that ran (None where one failed)
         executables: list[Any] = []  # their compiled jax steps, reused by the paired rounds
@@ -139,7 +141,7 @@ def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 print(f"  {case} T={T} {point['model']}: {row['status']} "
                       f"{row['ms'] and round(row['ms'], 2)} ms", flush=True)
         if args.pairs:
-            paired = _pair_case(workloads, args.pairs, executables)
+            paired = pair_case(workloads, args.pairs, executables)
             for row, rec, pr in zip(case_rows, records, paired):
                 row["paired"] = pr and pr["median"]
                 if pr:
@@ -153,8 +155,8 @@ def run_ops_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def _pair_case(workloads: list[Any], rounds: int,
-               executables: list[Any] | None = None) -> list[dict[str, Any] | None]:
+def pair_case(workloads: list[Any], rounds: int,
+              executables: list[Any] | None = None) -> list[dict[str, Any] | None]:
     """Each workload's speed over the anchor (workloads[0]) in `rounds` rounds of `time_paired`.
 
     `executables[i]`, where given, is workload i's compiled jax step from its separate measurement:

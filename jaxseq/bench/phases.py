@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from jaxseq.bench.results import DEFAULT_OUT, append_jsonl, resolve_out
 from jaxseq.bench.sweep import environment_info, memory_label
-from jaxseq.bench.workloads import _layer_apply
+from jaxseq.bench.workloads import layer_apply
 
 __all__ = ["lstm_phase_steps", "time_lstm_phases", "format_phases", "add_parser"]
 
@@ -56,7 +56,7 @@ def lstm_phase_steps(batch: int, seq_len: int, hidden: int, *, layers: int = 1, 
         def apply(p, xx):
             return lstm_scan(p, xx)[0]
     else:  # jaxseq.nn.LSTM with its default schedule, as `bench ops` times the stacks ("lstm-layer")
-        apply, params, x, _ = _layer_apply({"model": "lstm-layer", "batch": batch, "seq_len": seq_len,
+        apply, params, x, _ = layer_apply({"model": "lstm-layer", "batch": batch, "seq_len": seq_len,
                                             "width": hidden, "dtype": "float32", "mode": "train", "layers": layers,
                                             "bidirectional": bidirectional})
 

@@ -30,12 +30,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from jaxseq.bench.xplane import metadata_hlo_protos, proto_fields, proto_text
+
 #: The names jaxseq gives the parts of a step with `jax.named_scope` (models, nn, ops, train.steps).
 NAMED_PARTS: tuple[str, ...] = ("embedding", "recurrence", "attention", "mlp", "loss", "optimizer_update", "eval")
 OTHER = "other"
 
 __all__ = ["NAMED_PARTS", "OTHER", "OpTime", "TraceSummary", "find_traces", "summarize_trace",
-           "summarize_traces", "format_summaries", "part_of", "add_parser"]
+           "summarize_traces", "format_summaries", "part_of", "add_parser", "self_times", "hlo_op_names"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,43 +97,7 @@ def part_of(op_name: str | None, parts: Sequence[str] = NAMED_PARTS) -> str:
     return OTHER
 
 
-# --- a minimal protobuf reader (wire format) for the HLO modules in the metadata plane -------------
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return result, i
-
-
-def _fields(buf: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[int, Any]]:
-    """(field number, value) of one message: ints for varints, (start, end) for length-delimited."""
-    end = len(buf) if end is None else end
-    i = start
-    while i < end:
-        key, i = _varint(buf, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-        elif wire == 2:
-            n, i = _varint(buf, i)
-            value, i = (i, i + n), i + n
-        elif wire == 1:
-            value, i = buf[i:i + 8], i + 8
-        elif wire == 5:
-            value, i = buf[i:i + 4], i + 4
-        else:
-            raise ValueError(f"xplane: unsupported protobuf wire type {wire}")
-        yield num, value
-
-
-def _text(buf: bytes, span: tuple[int, int]) -> str:
-    return buf[span[0]:span[1]].decode("utf-8", "replace")
-
+# --- the HLO modules of the metadata plane (read by `jaxseq.bench.xplane`) ----------------------
 
 def _instruction_op_names(buf: bytes, span: tuple[int, int]) -> dict[str, str]:
     """HloProto -> {instruction name: metadata.op_name}.
@@ -140,72 +106,37 @@ def _instruction_op_names(buf: bytes, span: tuple[int, int]) -> dict[str, str]:
     HloComputationProto.instructions = 2; HloInstructionProto.name = 1, .metadata = 7;
     OpMetadata.op_name = 2."""
     out: dict[str, str] = {}
-    for f, module in _fields(buf, *span):
+    for f, module in proto_fields(buf, *span):
         if f != 1:
             continue
-        for f2, comp in _fields(buf, *module):
+        for f2, comp in proto_fields(buf, *module):
             if f2 != 3:
                 continue
-            for f3, instr in _fields(buf, *comp):
+            for f3, instr in proto_fields(buf, *comp):
                 if f3 != 2:
                     continue
                 name = op_name = None
-                for f4, v in _fields(buf, *instr):
+                for f4, v in proto_fields(buf, *instr):
                     if f4 == 1:
-                        name = _text(buf, v)
+                        name = proto_text(buf, v)
                     elif f4 == 7:
-                        op_name = next((_text(buf, v5) for f5, v5 in _fields(buf, *v) if f5 == 2), None)
+                        op_name = next((proto_text(buf, v5) for f5, v5 in proto_fields(buf, *v) if f5 == 2), None)
                 if name and op_name:
                     out[name] = op_name
     return out
 
 
 def hlo_op_names(xspace: bytes) -> dict[int, dict[str, str]]:
-    """{program id: {HLO instruction name: op_name}} from an XSpace's "/host:metadata" plane.
-
-    Field numbers (tsl/profiler/protobuf/xplane.proto): XSpace.planes = 1; XPlane.name = 2,
-    .event_metadata = 4 (map: key 1, value 2), .stat_metadata = 5; XEventMetadata.name = 2,
-    .stats = 5; XStatMetadata.id = 1, .name = 2; XStat.metadata_id = 1, .uint64_value = 3,
-    .int64_value = 4, .bytes_value = 6."""
+    """{program id: {HLO instruction name: op_name}} from an XSpace's "/host:metadata" plane
+    (`jaxseq.bench.xplane.metadata_hlo_protos`; a program without a "program_id" stat takes the id
+    its name carries, e.g. "jit_step(46)")."""
     out: dict[int, dict[str, str]] = {}
-    for f, plane in _fields(xspace):
-        if f != 1:
-            continue
-        fields = list(_fields(xspace, *plane))
-        name = next((_text(xspace, v) for n, v in fields if n == 2), "")
-        if name != "/host:metadata":
-            continue
-        stat_names: dict[int, str] = {}
-        for n, entry in fields:
-            if n == 5:
-                for n2, v in _fields(xspace, *entry):
-                    if n2 == 2:
-                        meta = dict(_fields(xspace, *v))
-                        if 2 in meta:
-                            stat_names[meta.get(1, 0)] = _text(xspace, meta[2]).lower()
-        for n, entry in fields:
-            if n != 4:
-                continue
-            for n2, v in _fields(xspace, *entry):
-                if n2 != 2:
-                    continue
-                proto = program = None
-                module_name = ""
-                for n3, v3 in _fields(xspace, *v):
-                    if n3 == 2:
-                        module_name = _text(xspace, v3)
-                    elif n3 == 5:
-                        stat = dict(_fields(xspace, *v3))
-                        key = stat_names.get(stat.get(1, 0), "")
-                        if key in ("hlo proto", "hlo_proto") and 6 in stat:
-                            proto = stat[6]
-                        elif key == "program_id":
-                            program = stat.get(3, stat.get(4))
-                if program is None:  # names look like "jit_step(46)"
-                    m = re.search(r"\((\d+)\)$", module_name)
-                    program = int(m.group(1)) if m else None
-                if proto is not None and program is not None:
-                    out[int(program)] = _instruction_op_names(xspace, proto)
+    for module_name, program, proto in metadata_hlo_protos(xspace):
+        if program is None:  # names look like "jit_step(46)"
+            m = re.search(r"\((\d+)\)$", module_name)
+            program = int(m.group(1)) if m else None
+        if program is not None:
+            out[int(program)] = _instruction_op_names(xspace, proto)
     return out
 
 
@@ -216,7 +147,7 @@ def _kernel_to_instruction(name: str) -> str:
     return re.sub(r"_(\d+)$", r".\1", name)
 
 
-def _self_times(events: list[tuple[int, int, Any]]) -> Iterator[tuple[int, Any]]:
+def self_times(events: list[tuple[int, int, Any]]) -> Iterator[tuple[int, Any]]:
     """(self time, payload) of (start, duration, payload) events of one thread: an event that lies
     wholly inside another is subtracted from it; events that only overlap are left whole."""
     events = sorted(events, key=lambda e: (e[0], -e[1]))
@@ -268,7 +199,7 @@ def summarize_trace(path: str | Path, *, name: str | None = None, parts: Sequenc
     if device_lines:
         timed = [((dur, payload) for _, dur, payload in ops) for ops in device_lines]
     else:
-        timed = [_self_times(ops) for ops in host_lines]
+        timed = [self_times(ops) for ops in host_lines]
 
     total: dict[tuple[str, str], float] = defaultdict(float)
     count: dict[tuple[str, str], int] = defaultdict(int)

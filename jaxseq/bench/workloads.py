@@ -31,14 +31,16 @@ from typing import Any, Callable
 
 from jaxseq.bench import flops as F
 from jaxseq.bench.generation import build_generation_workload, normalize_generation_point
+# A point's label (`model_label`, typed as `PointLabel`) lives in `labels`; both stay importable from here.
+from jaxseq.bench.labels import PointLabel, model_label
 # The workload type and its measuring live in `measure`, which `generation` builds on as well; they stay
 # importable from here.
-from jaxseq.bench.measure import (DTYPES, Workload, _jnp_dtype, blocked_step, measure_workload,
+from jaxseq.bench.measure import (DTYPES, Workload, blocked_step, jnp_dtype, measure_workload,
                                   point_with_required_fields)
 
-__all__ = ["Workload", "MODELS", "model_label", "RECURRENT_MODELS", "ATTENTION_MODELS", "build_workload",
-           "available_models", "normalize_point", "attention_backends", "measure_workload",
-           "blocked_step"]
+__all__ = ["Workload", "MODELS", "model_label", "PointLabel", "RECURRENT_MODELS", "ATTENTION_MODELS",
+           "build_workload", "available_models", "normalize_point", "attention_backends", "measure_workload",
+           "blocked_step", "layer_apply"]
 
 MODES = ("forward", "train", "generate")  # "generate": jaxseq.bench.generation
 PARALLEL = ("jit", "pmap")
@@ -105,23 +107,6 @@ def _importable(module: str) -> bool:
     except ImportError:
         return False
     return True
-
-
-def model_label(point: dict[str, Any]) -> str:
-    """The name a point's model goes by in tables and plots: "lstm", or "lstm+unroll8", "torch-lstm+L4+bi",
-    "lstm-layer+L4+wavefront" for variants."""
-    label = point["model"]
-    if point.get("layers", 1) not in (None, 1):
-        label += f"+L{point['layers']}"
-    if point.get("bidirectional"):
-        label += "+bi"
-    if point.get("schedule") not in (None, "auto"):
-        label += f"+{point['schedule']}"
-    if point.get("step_kernel") == "pallas":
-        label += "+pallas" + ("-step" if point.get("pallas_in_place") is False else "")
-        label += f"-bh{point['block_hidden']}" if point.get("block_hidden") else ""
-    unroll = point.get("unroll", 1)
-    return f"{label}+unroll{unroll}" if unroll not in (None, 1) else label
 
 
 def normalize_point(point: dict[str, Any]) -> dict[str, Any]:
@@ -204,7 +189,7 @@ def _rnn_apply(p: dict[str, Any]):
     import jax
     import jax.numpy as jnp
 
-    B, T, W, dt = p["batch"], p["seq_len"], p["width"], _jnp_dtype(p["dtype"])
+    B, T, W, dt = p["batch"], p["seq_len"], p["width"], jnp_dtype(p["dtype"])
     kp, kx = jax.random.split(jax.random.key(0))
     x = jax.random.normal(kx, (B, T, W), jnp.float32).astype(dt)
     model = p["model"]
@@ -262,12 +247,15 @@ def _nnx_apply(module, call: Callable):
     return apply, params
 
 
-def _layer_apply(p: dict[str, Any]):
+def layer_apply(p: dict[str, Any]):
+    """(apply, params, x, flops) of a point's flax layer ("lstm-layer", "transformer-block",
+    "flax-lstm"): `apply(params, x)` runs the layer on the point's input `x` (batch, seq_len, width);
+    `flops` is the analytic count per step. Shared by the workloads and `jaxseq.bench.phases`."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
 
-    B, T, W, dt = p["batch"], p["seq_len"], p["width"], _jnp_dtype(p["dtype"])
+    B, T, W, dt = p["batch"], p["seq_len"], p["width"], jnp_dtype(p["dtype"])
     x = jax.random.normal(jax.random.key(1), (B, T, W), jnp.float32).astype(dt)
     rngs = nnx.Rngs(0)
     model = p["model"]
@@ -305,7 +293,7 @@ def _attention_qkv(p: dict[str, Any]):
     import jax
     import jax.numpy as jnp
 
-    B, T, W, dt = p["batch"], p["seq_len"], p["width"], _jnp_dtype(p["dtype"])
+    B, T, W, dt = p["batch"], p["seq_len"], p["width"], jnp_dtype(p["dtype"])
     H = _heads(p)
     keys = jax.random.split(jax.random.key(2), 3)
     shape = (B, T, H, W // H)
@@ -342,7 +330,7 @@ def _jax_workload(p: dict[str, Any]) -> Workload:
     elif model in RECURRENT_MODELS:
         apply, params, x, flops = _rnn_apply(p)
     else:
-        apply, params, x, flops = _layer_apply(p)
+        apply, params, x, flops = layer_apply(p)
     if mode == "forward":
         return Workload(model, "jax", apply, (params, x), tokens, flops)
 
@@ -358,7 +346,7 @@ def _cudnn_lstm_apply(p: dict[str, Any]):
     import jax.numpy as jnp
     from jax.experimental import rnn as jrnn
 
-    B, T, W, dt = p["batch"], p["seq_len"], p["width"], _jnp_dtype(p["dtype"])
+    B, T, W, dt = p["batch"], p["seq_len"], p["width"], jnp_dtype(p["dtype"])
     L, bi = p.get("layers", 1), p.get("bidirectional", False)
     D = 2 if bi else 1
     weights = jrnn.init_lstm_weight(jax.random.key(0), W, W, L, bi).astype(dt)
@@ -460,7 +448,7 @@ def _data_parallel_workload(p: dict[str, Any]) -> Workload:
     elif p["model"] in RECURRENT_MODELS:
         apply, params, x, flops = _rnn_apply(single)
     else:
-        apply, params, x, flops = _layer_apply(single)
+        apply, params, x, flops = layer_apply(single)
     tokens = single["batch"] * p["seq_len"]
     devices = jax.devices()[:n]
 

@@ -13,7 +13,7 @@ import pytest
 from jax import lax
 
 from jaxseq.bench.traces import (
-    NAMED_PARTS, OTHER, _self_times, find_traces, format_summaries, part_of, summarize_traces,
+    NAMED_PARTS, OTHER, self_times, find_traces, format_summaries, part_of, summarize_traces,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,10 +37,10 @@ def test_part_of(op_name, part):
 def test_self_times_subtract_nested_events():
     # while [0, 100) holds a [10, 40) and b [50, 60); b holds c [52, 55); d [100, 120) follows.
     events = [(0, 100, "while"), (10, 30, "a"), (50, 10, "b"), (52, 3, "c"), (100, 20, "d")]
-    got = dict((p, t) for t, p in _self_times(events))
+    got = dict((p, t) for t, p in self_times(events))
     assert got == {"while": 100 - 30 - 10, "a": 30, "b": 10 - 3, "c": 3, "d": 20}
     # Overlapping without nesting (concurrent work): both stay whole.
-    assert sorted(_self_times([(0, 10, "a"), (5, 10, "b")])) == [(10, "a"), (10, "b")]
+    assert sorted(self_times([(0, 10, "a"), (5, 10, "b")])) == [(10, "a"), (10, "b")]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from jaxseq.bench.workloads import model_label
+from jaxseq.bench.labels import PointLabel, model_label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,12 +30,6 @@ class Target:
                 and (self.heads is None or _heads(point) == self.heads))
 
 
-def _stack_variant(label: str) -> str:
-    """How a stacked point runs, from its label: "layers schedule", "wavefront schedule", "pallas step"."""
-    last = label.rpartition("+")[2]
-    return "pallas step" if last == "pallas" else f"{last} schedule"
-
-
 # The issues' goals (the same as jaxseq.bench.ops_bench.TARGETS, where they are op benchmarks). Issue 13:
 # torch's CPU LSTM runs near this machine's large-matmul rate, so parity is the limit for one layer.
 TARGETS = (
@@ -59,10 +53,12 @@ GPU_TARGETS = (
              f"T={T}, bfloat16)", m, "attn-cudnn", T, 16, 1024, 0.9, dtype="bfloat16")
       for T in (4096, 16384) for m in ("attn-blockwise", "attn-xla")),
     # Issue 13: the 8-layer GNMT-sized stack under each schedule (gpu-lstm-stack preset).
-    *(Target(f"jaxseq.nn.LSTM 8-layer stack ({_stack_variant(m)}) vs cuDNN's 8-layer "
-             "LSTM (batch 16, hidden 1024, T=1024, float16)", m, "torch-lstm+L8",
+    *(Target(f"jaxseq.nn.LSTM 8-layer stack ({v.stack_variant}) vs cuDNN's 8-layer "
+             "LSTM (batch 16, hidden 1024, T=1024, float16)", v.label, "torch-lstm+L8",
              1024, 16, 1024, 1.3, dtype="float16")
-      for m in ("lstm-layer+L8+layers", "lstm-layer+L8+wavefront", "lstm-layer+L8+pallas")),
+      for v in (PointLabel("lstm-layer", layers=8, schedule="layers"),
+                PointLabel("lstm-layer", layers=8, schedule="wavefront"),
+                PointLabel("lstm-layer", layers=8, step_kernel="pallas"))),
 )
 GPU_MFU_GOAL = 0.45
 MIN_RNN_TARGET_LENGTHS = (4096, 16384)  # minGRU faster than the LSTM by a growing factor
