@@ -271,8 +271,8 @@ if records:
             if "not measured" not in line:
                 print(" ", line)
         print(f"  ({sum('not measured' in line for line in lines)} targets of the report not measured in these parts)")
-        if R._backend(study) == "gpu":
-            print(" ", R._mfu_line(study))
+        if R.study_backend(study) == "gpu":
+            print(" ", R.mfu_line(study))
         ser = R.series(study.single)
         for line in R.min_rnn_findings(ser) + R.slope_findings(ser)[0]:
             print(" ", line)

@@ -51,19 +51,19 @@ from jaxseq.ops._checks import as_array, as_params, check_forward_mode, explain_
 from jaxseq.ops.rnn import (
     GRUParams,
     LSTMParams,
-    _acc_dtype,
-    _gather_time,
-    _gru_impl,
-    _lstm_impl,
-    _lstm_backward_coefficients,
-    _lstm_coefficient_vjp,
-    _lstm_pointwise,
-    _permute_time,
-    _resolve_hoist,
-    _reverse_index,
-    _shift_prev,
-    _time_mask,
-    _validate_common,
+    acc_dtype,
+    gather_time,
+    gru_impl,
+    lstm_impl,
+    lstm_backward_coefficients,
+    lstm_coefficient_vjp,
+    lstm_pointwise,
+    permute_time,
+    resolve_hoist,
+    reverse_index,
+    shift_prev,
+    time_mask,
+    validate_common,
 )
 
 Array = jax.Array
@@ -117,7 +117,7 @@ def _bi_lstm_forward(w_ih, w_hh, b, xs, h0, c0, mask, *, hoist, unroll, layout, 
     c0 [D, B, H] (acc dtype).
 
     Returns out_tm [T, D, B, H], (hT, cT), residuals (backward coefficients k [T, D, B, 4H] and
-    pf [T, D, B, 2H], see ``jaxseq.ops.rnn._lstm_backward_coefficients``) or None.
+    pf [T, D, B, 2H], see ``jaxseq.ops.rnn.lstm_backward_coefficients``) or None.
     """
     acc = c0.dtype
     hidden = w_hh.shape[1]
@@ -139,7 +139,7 @@ def _bi_lstm_forward(w_ih, w_hh, b, xs, h0, c0, mask, *, hoist, unroll, layout, 
         else:
             gx = xt if hoist else _dmm(xt, wih, layout) + b[:, None, :]
             z = (gx + _dmm(h, whh, layout)).astype(acc)
-        gates, c_new, h_new = _lstm_pointwise(z, c, hidden)
+        gates, c_new, h_new = lstm_pointwise(z, c, hidden)
         h_new = h_new.astype(h.dtype)
         if m is None:
             h_next, c_next, out = h_new, c_new, h_new
@@ -148,7 +148,7 @@ def _bi_lstm_forward(w_ih, w_hh, b, xs, h0, c0, mask, *, hoist, unroll, layout, 
             c_next = jnp.where(m, c_new, c)
             out = jnp.where(m, h_new, jnp.zeros_like(h_new))
         if save:
-            return (h_next, c_next), (out, *_lstm_backward_coefficients(gates, c, c_new, h.dtype))
+            return (h_next, c_next), (out, *lstm_backward_coefficients(gates, c, c_new, h.dtype))
         return (h_next, c_next), out
 
     (hT, cT), ys = lax.scan(step, (h0, c0), (seq, mask), unroll=unroll)
@@ -197,7 +197,7 @@ def _bi_lstm_custom_bwd_body(unroll, layout, res, cts):
             dc_in = jnp.where(m, dc, 0.0)
         else:
             dc_in = dc
-        dz, dc_prev = _lstm_coefficient_vjp(kt, pft, dh_tot, dc_in, hidden)
+        dz, dc_prev = lstm_coefficient_vjp(kt, pft, dh_tot, dc_in, hidden)
         dz = dz.astype(cdt)
         # The only per-step matmuls of the backward pass (one per direction).
         dh_prev = _dmm(dz, whh_t, layout).astype(acc)
@@ -210,7 +210,7 @@ def _bi_lstm_custom_bwd_body(unroll, layout, res, cts):
     (dh0, dc0), dz = lax.scan(step, carry0, (k, pf, d_out, mask), reverse=True, unroll=unroll)
     # dz [T, D, B, 4H]: weight, bias and input gradients as one large matmul each per direction,
     # time-major; only dx (a quarter of dz's size) is transposed back to [D, B, T, I].
-    h_prev = _shift_prev(h0, out)
+    h_prev = shift_prev(h0, out)
     d_w_ih = jnp.einsum("tdbi,tdbg->dig", xs_tm, dz)
     d_w_hh = jnp.einsum("tdbh,tdbg->dhg", h_prev, dz)
     d_b = jnp.sum(dz, axis=(0, 2), dtype=acc).astype(cdt)
@@ -227,7 +227,7 @@ _bi_lstm_custom.defvjp(_bi_lstm_custom_fwd, _bi_lstm_custom_bwd)
 
 def _bi_gru_forward(w_ih, w_hh, b_ih, b_hh, xs, h0, mask, *, hoist, unroll, layout, save):
     """xs [D, B, T, I] (direction 1 already reversed); h0 [D, B, H]. Returns out_tm [T, D, B, H], hT, res."""
-    acc = _acc_dtype(h0.dtype)
+    acc = acc_dtype(h0.dtype)
     hidden = w_hh.shape[1]
     whh = _prep(w_hh, layout)
     bih, bhh = b_ih[:, None, :], b_hh[:, None, :]
@@ -284,10 +284,10 @@ def _bi_gru_custom_bwd_body(unroll, layout, res_all, cts):
     w_ih, w_hh, xs, h0, out, res, mask = res_all
     d_out, d_hT = cts
     cdt = w_hh.dtype
-    acc = _acc_dtype(cdt)
+    acc = acc_dtype(cdt)
     hidden = w_hh.shape[1]
     whh_t = _prep(jnp.swapaxes(w_hh, 1, 2), layout)
-    h_prev = _shift_prev(h0, out)
+    h_prev = shift_prev(h0, out)
 
     def step(dh, inp):
         a, hp, dy, m = inp
@@ -331,8 +331,8 @@ def _stack_directions(x: Array, lengths: Array | None, custom: bool):
     if lengths is None:
         rev = partial(jnp.flip, axis=1)
     else:
-        idx = _reverse_index(lengths, time)
-        permute = _permute_time if custom else _gather_time
+        idx = reverse_index(lengths, time)
+        permute = permute_time if custom else gather_time
         rev = lambda a: permute(a, idx)  # noqa: E731 - an involution: it also undoes itself
     return jnp.stack([x, rev(x)]), rev
 
@@ -374,7 +374,7 @@ def _validate(kind, cls, n_gates, params_fwd, params_bwd, x, lengths, unroll, ho
     # check it, with the messages re-addressed to this op and its argument names.
     inner = "lstm_scan" if cls is LSTMParams else "gru_scan"
     try:
-        pf, x, lengths, _, hidden = _validate_common(
+        pf, x, lengths, _, hidden = validate_common(
             inner, pf, x, n_gates, lengths, 1, unroll, hoist_input, backward
         )
     except (TypeError, ValueError) as e:
@@ -441,7 +441,7 @@ def lstm_bidirectional_scan(
     pf, pb, x, lengths, hidden = _validate(kind, LSTMParams, 4, params_fwd, params_bwd, x, lengths,
                                            unroll, hoist_input, backward, fused, layout)
     batch = x.shape[0]
-    cdt, acc = x.dtype, _acc_dtype(x.dtype)
+    cdt, acc = x.dtype, acc_dtype(x.dtype)
     if initial_state is None:
         h0 = jnp.zeros((2, batch, hidden), cdt)
         c0 = jnp.zeros((2, batch, hidden), acc)
@@ -460,7 +460,7 @@ def lstm_bidirectional_scan(
     with explain_forward_mode(kind, _FORWARD_MODE_FIX) if custom else nullcontext():
         return _bi_lstm_impl(
             tuple(pf), tuple(pb), x, h0, c0, lengths, fused=fused, custom=custom, unroll=unroll,
-            hoist=_resolve_hoist(hoist_input), layout=_resolve_layout(layout),
+            hoist=resolve_hoist(hoist_input), layout=_resolve_layout(layout),
         )
 
 
@@ -471,13 +471,13 @@ def _bi_lstm_impl(pf, pb, x, h0, c0, lengths, *, fused, custom, unroll, hoist, l
         if not fused:
             outs, hs, cs = [], [], []
             for d, p in enumerate((pf, pb)):
-                o, (h, c) = _lstm_impl(p, x, h0[d], c0[d], lengths, reverse=bool(d), dilation=1,
+                o, (h, c) = lstm_impl(p, x, h0[d], c0[d], lengths, reverse=bool(d), dilation=1,
                                        unroll=unroll, hoist=hoist, custom=custom)
                 outs.append(o), hs.append(h), cs.append(c)
             return jnp.concatenate(outs, axis=-1), (jnp.stack(hs), jnp.stack(cs))
         w_ih, w_hh, b = (jnp.stack([a, c]).astype(cdt) for a, c in zip(pf, pb))
         xs, rev = _stack_directions(x, lengths, custom)
-        mask = _time_mask(lengths, x.shape[1])
+        mask = time_mask(lengths, x.shape[1])
         if custom:
             out, (hT, cT) = _bi_lstm_custom(hoist, unroll, layout, w_ih, w_hh, b, xs, h0, c0, mask)
         else:
@@ -519,7 +519,7 @@ def gru_bidirectional_scan(
     with explain_forward_mode(kind, _FORWARD_MODE_FIX) if custom else nullcontext():
         return _bi_gru_impl(
             tuple(pf), tuple(pb), x, h0, lengths, fused=fused, custom=custom, unroll=unroll,
-            hoist=_resolve_hoist(hoist_input), layout=_resolve_layout(layout),
+            hoist=resolve_hoist(hoist_input), layout=_resolve_layout(layout),
         )
 
 
@@ -529,13 +529,13 @@ def _bi_gru_impl(pf, pb, x, h0, lengths, *, fused, custom, unroll, hoist, layout
         if not fused:
             outs, hs = [], []
             for d, p in enumerate((pf, pb)):
-                o, h = _gru_impl(p, x, h0[d], lengths, reverse=bool(d), dilation=1,
+                o, h = gru_impl(p, x, h0[d], lengths, reverse=bool(d), dilation=1,
                                  unroll=unroll, hoist=hoist, custom=custom)
                 outs.append(o), hs.append(h)
             return jnp.concatenate(outs, axis=-1), jnp.stack(hs)
         w_ih, w_hh, b_ih, b_hh = (jnp.stack([a, c]).astype(x.dtype) for a, c in zip(pf, pb))
         xs, rev = _stack_directions(x, lengths, custom)
-        mask = _time_mask(lengths, x.shape[1])
+        mask = time_mask(lengths, x.shape[1])
         if custom:
             out, hT = _bi_gru_custom(hoist, unroll, layout, w_ih, w_hh, b_ih, b_hh, xs, h0, mask)
         else:

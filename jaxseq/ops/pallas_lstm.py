@@ -10,7 +10,7 @@ Why: on a GPU an LSTM time step is bound by kernel launches, not FLOPs. XLA runs
     c' = f * c + i * g                    h' = o * tanh(c')
 
 and, for the custom backward pass, the products ``k`` [4H] and ``pf`` [2H] of
-``jaxseq.ops.rnn._lstm_backward_coefficients`` in the same dtypes (the cell and the products are
+``jaxseq.ops.rnn.lstm_backward_coefficients`` in the same dtypes (the cell and the products are
 ``jaxseq.ops._lstm_math``'s functions, which the XLA scans use too). The backward step
 (:func:`lstm_sequence_backward_pallas`, the in-place form's) is one kernel too: the cell's VJP from
 ``k`` and ``pf`` (multiply-adds) and ``dh_{t-1} = dz_t @ w_hh^T``. Each program needs the whole row of
@@ -224,7 +224,7 @@ def lstm_step_pallas(
         ``c``'s dtype, at least float32.
       w_hh: ``[hidden, 4*hidden]``.
       save: also return the backward products ``k`` ``[batch, 4*hidden]`` and ``pf``
-        ``[batch, 2*hidden]`` in ``h``'s dtype (see ``jaxseq.ops.rnn._lstm_backward_coefficients``).
+        ``[batch, 2*hidden]`` in ``h``'s dtype (see ``jaxseq.ops.rnn.lstm_backward_coefficients``).
       config: tiling and backend; None is ``PallasLSTMStep()``.
 
     Returns:
@@ -346,7 +346,7 @@ def _backward_kernel(hidden: int, bb: int, bh: int, bk: int, acc: Any, cdt: Any,
 
     Program (bi, j) owns hidden units j*bh... of dh_{t-1} = dz_t @ w_hh^T, which needs dz_t's whole
     row: it rebuilds dz_t chunk by chunk from k, pf, dh and dc (multiply-adds, the same as
-    ``jaxseq.ops.rnn._lstm_coefficient_vjp``), and writes only its own units' four gate columns of dz_t.
+    ``jaxseq.ops.rnn.lstm_coefficient_vjp``), and writes only its own units' four gate columns of dz_t.
     """
 
     def kernel(*refs):

@@ -177,11 +177,12 @@ def _positive_int(v: Any, name: str) -> int:
     return i
 
 
-def _is_tracer(a: Any) -> bool:
+def is_tracer(a: Any) -> bool:
+    """Whether `a` is a JAX tracer (its values unknown at trace time, so not checkable)."""
     return isinstance(a, jax.core.Tracer)
 
 
-def _validate_common(
+def validate_common(
     kind: str,
     params: Any,
     x: Any,
@@ -236,7 +237,7 @@ def _validate_common(
             )
         if not jnp.issubdtype(lengths.dtype, jnp.integer):
             raise TypeError(f"{kind}: `lengths` must be an integer array, got dtype {lengths.dtype}")
-        if not _is_tracer(lengths) and batch > 0:
+        if not is_tracer(lengths) and batch > 0:
             lv = np.asarray(lengths)
             if lv.min() < 0 or lv.max() > time:
                 raise ValueError(
@@ -244,7 +245,7 @@ def _validate_common(
                     f"max {lv.max()}"
                 )
         lengths = lengths.astype(jnp.int32)
-        if _is_tracer(lengths):
+        if is_tracer(lengths):
             # Unknown values cannot be checked: clip, so that the documented meaning holds for
             # any value (a gather past the end in the reversal would otherwise read garbage).
             lengths = jnp.clip(lengths, 0, time)
@@ -276,13 +277,15 @@ def _check_state(kind: str, name: str, s: Any, batch: int, hidden: int) -> Array
     return s
 
 
-def _resolve_hoist(hoist_input: bool | None) -> bool:
+def resolve_hoist(hoist_input: bool | None) -> bool:
+    """`hoist_input` resolved: as given, else the backend default (CPU: `_CPU_HOIST_DEFAULT`, else True)."""
     if hoist_input is not None:
         return bool(hoist_input)
     return _CPU_HOIST_DEFAULT if jax.default_backend() == "cpu" else True
 
 
-def _acc_dtype(dtype: Any) -> Any:
+def acc_dtype(dtype: Any) -> Any:
+    """The accumulation dtype for `dtype`: at least float32 (gates and cell state), so bfloat16 stays stable."""
     # Gates and the cell state run in at least float32 so bfloat16 stays stable.
     return jnp.promote_types(dtype, jnp.float32)
 
@@ -293,31 +296,31 @@ def _acc_dtype(dtype: Any) -> Any:
 
 
 @jax.custom_vjp
-def _permute_time(x: Array, idx: Array) -> Array:
+def permute_time(x: Array, idx: Array) -> Array:
     """x[b, idx[b, t]] along axis 1; idx is an involution per row, so it is its own transpose."""
     return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
-def _gather_time(x: Array, idx: Array) -> Array:
-    """:func:`_permute_time` without the custom VJP (forward-mode differentiable)."""
+def gather_time(x: Array, idx: Array) -> Array:
+    """:func:`permute_time` without the custom VJP (forward-mode differentiable)."""
     return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
-# The rules call the plain gather, not _permute_time itself, so that differentiating them again
+# The rules call the plain gather, not permute_time itself, so that differentiating them again
 # (grad of grad, or jax.jvp of jax.grad) never meets a custom_vjp in forward mode.
 def _permute_time_fwd(x, idx):
-    return _gather_time(x, idx), idx
+    return gather_time(x, idx), idx
 
 
 def _permute_time_bwd(idx, g):
     # The gather's autodiff transpose is a scatter-add; for an involution it is the same gather.
-    return _gather_time(g, idx), None
+    return gather_time(g, idx), None
 
 
-_permute_time.defvjp(_permute_time_fwd, _permute_time_bwd)
+permute_time.defvjp(_permute_time_fwd, _permute_time_bwd)
 
 
-def _reverse_index(lengths: Array, time: int) -> Array:
+def reverse_index(lengths: Array, time: int) -> Array:
     """[batch, time] index reversing each row within its valid length, identity on the padding."""
     t = jnp.arange(time, dtype=jnp.int32)[None, :]
     lens = lengths[:, None]
@@ -332,12 +335,12 @@ def _run(core, x: Array, state0: tuple, lengths: Array | None, reverse: bool, di
     sequence is full. ``custom`` False avoids every ``custom_vjp`` (for forward-mode autodiff).
     """
     batch, time, _ = x.shape
-    permute = _permute_time if custom else _gather_time
+    permute = permute_time if custom else gather_time
     if reverse:
         if lengths is None:
             x = jnp.flip(x, axis=1)
         else:
-            idx = _reverse_index(lengths, time)
+            idx = reverse_index(lengths, time)
             x = permute(x, idx)
 
     if dilation == 1:
@@ -375,18 +378,19 @@ def _run(core, x: Array, state0: tuple, lengths: Array | None, reverse: bool, di
     return out, state
 
 
-def _time_mask(lengths: Array | None, time: int) -> Array | None:
+def time_mask(lengths: Array | None, time: int) -> Array | None:
+    """The time-major validity mask [T, B, 1] of `lengths` [B] (None without lengths)."""
     if lengths is None:
         return None
     return (jnp.arange(time, dtype=jnp.int32)[:, None] < lengths[None, :])[:, :, None]  # [T, B, 1]
 
 
 def _mask_lengths(mask: Array | None) -> Array | None:
-    """The lengths [B] behind a :func:`_time_mask` [T, B, 1] (the Pallas kernels take lengths)."""
+    """The lengths [B] behind a :func:`time_mask` [T, B, 1] (the Pallas kernels take lengths)."""
     return None if mask is None else jnp.sum(mask[:, :, 0], axis=0, dtype=jnp.int32)
 
 
-def _lstm_pointwise(z: Array, c: Array, hidden: int):
+def lstm_pointwise(z: Array, c: Array, hidden: int):
     """The LSTM cell's elementwise part, shared by every scan (one layer, both directions, wavefront).
 
     z [..., 4H] pre-activations in gate order i, f, g, o and c [..., H] = c_{t-1}, both in the
@@ -396,7 +400,7 @@ def _lstm_pointwise(z: Array, c: Array, hidden: int):
     return gates, c_new, gates[3] * tc
 
 
-def _lstm_backward_coefficients(gates, c_prev: Array, c_new: Array, dtype: Any) -> tuple[Array, Array]:
+def lstm_backward_coefficients(gates, c_prev: Array, c_new: Array, dtype: Any) -> tuple[Array, Array]:
     """What the backward step needs from a forward step, as products (no transcendental left).
 
     gates (i, f, g, o), c_prev = c_{t-1} and c_new = c_t [..., H] in the accumulation dtype. Returns
@@ -412,11 +416,11 @@ def _lstm_backward_coefficients(gates, c_prev: Array, c_new: Array, dtype: Any) 
     return jnp.concatenate(k, axis=-1).astype(dtype), jnp.concatenate(pf, axis=-1).astype(dtype)
 
 
-def _lstm_coefficient_vjp(k: Array, pf: Array, dh: Array, dc: Array, hidden: int):
-    """Backward of one LSTM step from :func:`_lstm_backward_coefficients`' (k, pf).
+def lstm_coefficient_vjp(k: Array, pf: Array, dh: Array, dc: Array, hidden: int):
+    """Backward of one LSTM step from :func:`lstm_backward_coefficients`' (k, pf).
 
     dh, dc: cotangents of h_t and c_t (accumulation dtype). Returns (dz [..., 4H], dc_{t-1}), equal
-    to the VJP of :func:`_lstm_pointwise` up to rounding (tested in float64).
+    to the VJP of :func:`lstm_pointwise` up to rounding (tested in float64).
     """
     pf = pf.astype(dc.dtype)
     dct = dc + dh * pf[..., :hidden]
@@ -435,7 +439,7 @@ def _rows_gram(a: Array, b: Array) -> Array:
     return jnp.matmul(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
 
 
-def _shift_prev(h0: Array, out_tm: Array) -> Array:
+def shift_prev(h0: Array, out_tm: Array) -> Array:
     """h_{t-1} for every t, time-major: [h0, out_0, ..., out_{T-2}].
 
     Outputs past a sequence's end are zero rather than the carried state, but the gate cotangents
@@ -454,7 +458,7 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
                   time_major: bool = False, kernel: PallasLSTMStep | None = None):
     """Forward scan. x [B, T, I] ([T, B, I] with `time_major`); returns out_tm [T, B, H], (hT, cT),
     residuals (the backward coefficients k [T, B, 4H] and pf [T, B, 2H], see
-    :func:`_lstm_backward_coefficients`) or None.
+    :func:`lstm_backward_coefficients`) or None.
 
     With `cells` (not with `save`) out_tm is [T, B, 2H]: the outputs, then the cell states c_t (zero
     past a sequence's end, like the outputs) in the outputs' dtype. With `kernel` each step's matmul,
@@ -480,10 +484,10 @@ def _lstm_forward(w_ih, w_hh, b, x, h0, c0, mask, *, hoist: bool, unroll, save: 
             h_new, c_new, *coefficients = lstm_step_pallas(gx, h, c, w_hh, save=save, config=kernel)
         else:
             z = (gx + h @ w_hh).astype(acc)
-            gates, c_new, h_new = _lstm_pointwise(z, c, hidden)
+            gates, c_new, h_new = lstm_pointwise(z, c, hidden)
             h_new = h_new.astype(h.dtype)
             if save:
-                coefficients = _lstm_backward_coefficients(gates, c, c_new, h.dtype)
+                coefficients = lstm_backward_coefficients(gates, c, c_new, h.dtype)
         if m is None:
             h_next, c_next, out = h_new, c_new, h_new
         else:
@@ -544,7 +548,7 @@ def _lstm_custom_bwd_body(hoist, unroll, kernel, res, cts):
         dz, (dh0, dc0), d_b = _lstm_backward_scan(w_hh, k, pf, mask, d_out, d_hT, d_cT, unroll)
     # dz [T, B, 4H]: one big matmul each over all batch*time rows, all time-major; dx is transposed
     # to batch-major once, at the end ([T, B, I] is a quarter of dz's size).
-    h_prev = _shift_prev(h0, out)
+    h_prev = shift_prev(h0, out)
     d_w_ih = _rows_gram(x_tm, dz)
     d_w_hh = _rows_gram(h_prev, dz)
     dx = jnp.swapaxes(jnp.einsum("tbg,gi->tbi", dz, w_ih.T), 0, 1)
@@ -571,7 +575,7 @@ def _lstm_backward_scan(w_hh, k, pf, mask, d_out, d_hT, d_cT, unroll):
             dc_in = jnp.where(m, dc, 0.0)
         else:
             dc_in = dc
-        dz, dc_prev = _lstm_coefficient_vjp(kt, pft, dh_tot, dc_in, hidden)
+        dz, dc_prev = lstm_coefficient_vjp(kt, pft, dh_tot, dc_in, hidden)
         dz = dz.astype(cdt)
         # The only per-step matmul of the backward pass: weight gradients wait for the end.
         dh_prev = (dz @ w_hh_t).astype(acc)
@@ -634,11 +638,11 @@ def lstm_scan(
       dtype of ``x``; with ``return_cells``, ``((outputs, cells [batch, time, hidden]), (h_final,
       c_final))`` (cells past a sequence's end are zero, like the outputs).
     """
-    params, x, lengths, dilation, hidden = _validate_common(
+    params, x, lengths, dilation, hidden = validate_common(
         "lstm_scan", params, x, 4, lengths, dilation, unroll, hoist_input, backward
     )
     batch = x.shape[0]
-    cdt, acc = x.dtype, _acc_dtype(x.dtype)
+    cdt, acc = x.dtype, acc_dtype(x.dtype)
     if initial_state is None:
         h0 = jnp.zeros((batch, hidden), cdt)
         c0 = jnp.zeros((batch, hidden), acc)
@@ -666,10 +670,10 @@ def lstm_scan(
         check_forward_mode("lstm_scan", _FORWARD_MODE_FIX, params, x, initial_state)
 
     with explain_forward_mode("lstm_scan", _FORWARD_MODE_FIX) if custom else nullcontext():
-        out, state = _lstm_impl(
+        out, state = lstm_impl(
             tuple(params), x, h0, c0, lengths,
             reverse=bool(reverse), dilation=dilation, unroll=unroll,
-            hoist=_resolve_hoist(hoist_input), custom=custom, cells=bool(return_cells), kernel=kernel,
+            hoist=resolve_hoist(hoist_input), custom=custom, cells=bool(return_cells), kernel=kernel,
         )
     if return_cells:  # the scan emitted [outputs | cells] along the feature axis
         return (out[..., :hidden], out[..., hidden:]), state
@@ -679,8 +683,9 @@ def lstm_scan(
 # Validation happens eagerly above; the rest is one jitted function so that an eager call compiles
 # once instead of dispatching each reshape/pad/gather op by op (inside an outer jit it inlines).
 @partial(jax.jit, static_argnames=("reverse", "dilation", "unroll", "hoist", "custom", "cells", "kernel"))
-def _lstm_impl(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, custom, cells=False,
-               kernel=None):
+def lstm_impl(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, custom, cells=False,
+              kernel=None):
+    """The jitted LSTM scan after validation (reverse, dilation, masking around the forward core)."""
     with jax.named_scope("recurrence"):
         return _lstm_body(params, x, h0, c0, lengths, reverse=reverse, dilation=dilation,
                           unroll=unroll, hoist=hoist, custom=custom, cells=cells, kernel=kernel)
@@ -706,7 +711,7 @@ def _lstm_body(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, 
             # The kernel's programs own whole blocks of rows: padded rows (zero input, zero state,
             # length 0 where lengths are given) are computed and dropped.
             xx, hh, cc, lens = (_pad_batch(a, pad) for a in (xx, hh, cc, lens))
-        mask = _time_mask(lens, xx.shape[1])
+        mask = time_mask(lens, xx.shape[1])
         if custom:
             out, st = _lstm_custom(hoist, unroll, kernel, w_ih, w_hh, b, xx, hh, cc, mask)
         else:
@@ -727,7 +732,7 @@ def _lstm_body(params, x, h0, c0, lengths, *, reverse, dilation, unroll, hoist, 
 
 def _gru_forward(w_ih, w_hh, b_ih, b_hh, x, h0, mask, *, hoist: bool, unroll, save: bool):
     """Forward scan. x [B, T, I]; returns out_tm [T, B, H], hT, residuals or None."""
-    acc = _acc_dtype(h0.dtype)
+    acc = acc_dtype(h0.dtype)
     hidden = w_hh.shape[0]
     if hoist:
         xs = jnp.einsum("bti,ig->tbg", x, w_ih) + b_ih
@@ -781,10 +786,10 @@ def _gru_custom_bwd_body(hoist, unroll, res_all, cts):
     w_ih, w_hh, x, h0, out, res, mask = res_all
     d_out, d_hT = cts
     cdt = w_hh.dtype
-    acc = _acc_dtype(cdt)
+    acc = acc_dtype(cdt)
     hidden = w_hh.shape[0]
     w_hh_t = w_hh.T
-    h_prev = _shift_prev(h0, out)
+    h_prev = shift_prev(h0, out)
 
     def step(dh, inp):
         a, hp, dy, m = inp
@@ -837,7 +842,7 @@ def gru_scan(
     Returns:
       ``(outputs [batch, time, hidden], h_final [batch, hidden])`` in the dtype of ``x``.
     """
-    params, x, lengths, dilation, hidden = _validate_common(
+    params, x, lengths, dilation, hidden = validate_common(
         "gru_scan", params, x, 3, lengths, dilation, unroll, hoist_input, backward
     )
     batch = x.shape[0]
@@ -851,15 +856,16 @@ def gru_scan(
     if custom:
         check_forward_mode("gru_scan", _FORWARD_MODE_FIX, params, x, initial_state)
     with explain_forward_mode("gru_scan", _FORWARD_MODE_FIX) if custom else nullcontext():
-        return _gru_impl(
+        return gru_impl(
             tuple(params), x, h0, lengths,
             reverse=bool(reverse), dilation=dilation, unroll=unroll,
-            hoist=_resolve_hoist(hoist_input), custom=custom,
+            hoist=resolve_hoist(hoist_input), custom=custom,
         )
 
 
 @partial(jax.jit, static_argnames=("reverse", "dilation", "unroll", "hoist", "custom"))
-def _gru_impl(params, x, h0, lengths, *, reverse, dilation, unroll, hoist, custom):
+def gru_impl(params, x, h0, lengths, *, reverse, dilation, unroll, hoist, custom):
+    """The jitted GRU scan after validation (reverse, dilation, masking around the forward core)."""
     with jax.named_scope("recurrence"):
         return _gru_body(params, x, h0, lengths, reverse=reverse, dilation=dilation,
                          unroll=unroll, hoist=hoist, custom=custom)
@@ -870,7 +876,7 @@ def _gru_body(params, x, h0, lengths, *, reverse, dilation, unroll, hoist, custo
     w_ih, w_hh, b_ih, b_hh = (p.astype(cdt) for p in params)
 
     def core(xx, state0, lens):
-        mask = _time_mask(lens, xx.shape[1])
+        mask = time_mask(lens, xx.shape[1])
         (hh,) = state0
         if custom:
             out, hT = _gru_custom(hoist, unroll, w_ih, w_hh, b_ih, b_hh, xx, hh, mask)

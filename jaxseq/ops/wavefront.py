@@ -62,11 +62,11 @@ from jaxseq.ops._checks import (
 )
 from jaxseq.ops.rnn import (
     LSTMParams,
-    _acc_dtype,
-    _is_tracer,
-    _lstm_backward_coefficients,
-    _lstm_coefficient_vjp,
-    _lstm_pointwise,
+    acc_dtype,
+    is_tracer,
+    lstm_backward_coefficients,
+    lstm_coefficient_vjp,
+    lstm_pointwise,
     lstm_scan,
 )
 
@@ -147,7 +147,7 @@ def _validate(params, x, initial_state, lengths, residual_from, dropout_masks, d
                              f"{tuple(lengths.shape)}")
         if not jnp.issubdtype(lengths.dtype, jnp.integer):
             raise TypeError(f"{_KIND}: `lengths` must be an integer array, got dtype {lengths.dtype}")
-        if not _is_tracer(lengths) and batch > 0:
+        if not is_tracer(lengths) and batch > 0:
             lv = np.asarray(lengths)
             if lv.min() < 0 or lv.max() > time:
                 raise ValueError(f"{_KIND}: `lengths` values must be in [0, time={time}], got min "
@@ -188,7 +188,7 @@ def _validate(params, x, initial_state, lengths, residual_from, dropout_masks, d
                              f"got {len(dilations)}: {tuple(dilations)!r}")
         dilations = tuple(_int_ge(d, f"dilations[{l}]", 1) for l, d in enumerate(dilations))
 
-    cdt, acc = x.dtype, _acc_dtype(x.dtype)
+    cdt, acc = x.dtype, acc_dtype(x.dtype)
     if initial_state is None:
         h0 = jnp.zeros((n_layers, batch, hidden), cdt)
         c0 = jnp.zeros((n_layers, batch, hidden), acc)
@@ -374,7 +374,7 @@ def _wf_forward(cfg: _Cfg, w, b, w0, x_tm, h0, c0, lens, mask_sk, *, save: bool)
         z = jnp.einsum("lbk,lkg->lbg", jnp.concatenate([below, hp], axis=-1), w) + b[:, None]
         if not cfg.stacked0:
             z = z.at[0].add(xin)
-        gates, c_new, h_new = _lstm_pointwise(z.astype(acc), cp, H)
+        gates, c_new, h_new = lstm_pointwise(z.astype(acc), cp, H)
         h_new = h_new.astype(cdt)
         pre = h_new + resf * below if any_res else h_new
         pre = jnp.where(valid, pre, jnp.zeros_like(pre))
@@ -383,7 +383,7 @@ def _wf_forward(cfg: _Cfg, w, b, w0, x_tm, h0, c0, lens, mask_sk, *, save: bool)
         ring_h = _write(ring_h, slot, h_new, valid)
         ring_c = _write(ring_c, slot, c_new, valid)
         if save:
-            res = (*_lstm_backward_coefficients(gates, cp, c_new, cdt), hp, y, pre if m is not None else None)
+            res = (*lstm_backward_coefficients(gates, cp, c_new, cdt), hp, y, pre if m is not None else None)
             return (ring_h, ring_c, y), (y[L - 1], res)
         return (ring_h, ring_c, y), y[L - 1]
 
@@ -461,7 +461,7 @@ def _wf_custom_bwd_body(cfg: _Cfg, saved, cts):
         slot = jnp.mod(t, D)
         dh_tot = jnp.where(valid, _read(ring_dh, slot) + d_pre, 0.0)
         dc_in = jnp.where(valid, _read(ring_dc, slot), 0.0)
-        dz, dc_prev = _lstm_coefficient_vjp(kt, pft, dh_tot, dc_in, H)
+        dz, dc_prev = lstm_coefficient_vjp(kt, pft, dh_tot, dc_in, H)
         dz = dz.astype(cdt)
         # The step's only matmul, batched over layers: [d in_l | dh_{l, t-d_l}] = dz_l @ W_l^T.
         dk = jnp.einsum("lbg,lgk->lbk", dz, w_t).astype(acc)

@@ -85,7 +85,8 @@ def _records(folder: StudyFolder) -> list[dict[str, Any]]:
     return recs
 
 
-def _summary(folder: StudyFolder) -> dict[str, str]:
+def folder_summary(folder: StudyFolder) -> dict[str, str]:
+    """A study folder's provenance: date(s), commit(s), host anchor and machine label, as text."""
     recs = _records(folder)
     times = sorted({str(r.get("timestamp") or r.get("written") or "")[:10] for r in recs} - {""})
     commits = sorted({str(r["commit"]) for r in recs if r.get("commit")})
@@ -107,7 +108,7 @@ def index_markdown(root: str | os.PathLike = REPO_PROFILES) -> str:
     """The generated index of `root`: one row per study folder."""
     rows = []
     for f in study_folders(root):
-        s = _summary(f)
+        s = folder_summary(f)
         rel = Path(f.machine, f.spec.folder, f.preset).as_posix()
         link = f"[`{rel}/`]({rel}/{f.spec.report})" if f.report.is_file() else f"`{rel}/`"
         rows.append(f"| {f.spec.name} | {f.preset or 'default'} | `{f.machine}` | {s['label']} | {s['date']} "

@@ -43,10 +43,10 @@ def _xla_step(gx, h, c, w, save):
     """The scan's XLA step: the same pointwise code and saved products as lstm_scan."""
     hidden = h.shape[1]
     z = (gx + h @ w).astype(c.dtype)
-    gates, c_new, h_new = rnn._lstm_pointwise(z, c, hidden)
+    gates, c_new, h_new = rnn.lstm_pointwise(z, c, hidden)
     out = (h_new.astype(h.dtype), c_new)
     if save:
-        out += rnn._lstm_backward_coefficients(gates, c, c_new, h.dtype)
+        out += rnn.lstm_backward_coefficients(gates, c, c_new, h.dtype)
     return out
 
 

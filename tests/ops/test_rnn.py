@@ -424,7 +424,7 @@ def test_lstm_cell_is_one_step_of_the_reference():
 
 def test_backward_coefficients_give_the_cell_vjp():
     """The saved products (k, pf) reproduce the LSTM cell's exact VJP (float64, random point)."""
-    from jaxseq.ops.rnn import _lstm_backward_coefficients, _lstm_coefficient_vjp, _lstm_pointwise
+    from jaxseq.ops.rnn import lstm_backward_coefficients, lstm_coefficient_vjp, lstm_pointwise
 
     hidden = 5
     with jax.enable_x64():
@@ -435,14 +435,14 @@ def test_backward_coefficients_give_the_cell_vjp():
         dc = jax.random.normal(ks[3], (3, hidden), jnp.float64)
 
         def cell(z, c):
-            _, c_new, h_new = _lstm_pointwise(z, c, hidden)
+            _, c_new, h_new = lstm_pointwise(z, c, hidden)
             return h_new, c_new
 
         _, vjp = jax.vjp(cell, z, c)
         dz_ref, dc_ref = vjp((dh, dc))
-        gates, c_new, _ = _lstm_pointwise(z, c, hidden)
-        k, pf = _lstm_backward_coefficients(gates, c, c_new, jnp.float64)
+        gates, c_new, _ = lstm_pointwise(z, c, hidden)
+        k, pf = lstm_backward_coefficients(gates, c, c_new, jnp.float64)
         assert k.shape == (3, 4 * hidden) and pf.shape == (3, 2 * hidden)
-        dz, dc_prev = _lstm_coefficient_vjp(k, pf, dh, dc, hidden)
+        dz, dc_prev = lstm_coefficient_vjp(k, pf, dh, dc, hidden)
         np.testing.assert_allclose(dz, dz_ref, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(dc_prev, dc_ref, rtol=1e-12, atol=1e-12)

@@ -311,7 +311,7 @@ def test_a_capped_bisection_midpoint_ends_the_search():
     assert not s.pending, "the search did not end"
     assert (s.lo, s.hi, s.tried) == (64, 256, [64, 256, 128])
     assert s.stopped == "bisection ended by the step cap at 128"
-    assert "64 ≤ F < 256 — bisection ended by the step cap at 128" in longrange._frontier_text(s)
+    assert "64 ≤ F < 256 — bisection ended by the step cap at 128" in longrange.frontier_text(s)
     assert sorted((T, k) for _, _, T, _, k in calls if k > 0) == [(64, 1), (256, 1)]
 
 def test_inconclusive_cells_are_never_failures(monkeypatch, tmp_path, no_plots):
@@ -475,7 +475,7 @@ def test_task_batch_sets_each_tasks_batch_key_workdir_and_cli(monkeypatch, tmp_p
     assert preset.batch_of("mqar") == 32 and preset.batch_of("copy") == 8
     assert json.loads(longrange.run_key(preset, "mqar", "lstm", 8, 1e-2))["batch_size"] == 32
     assert json.loads(longrange.run_key(preset, "copy", "lstm", 8, 1e-2))["batch_size"] == 8
-    assert "_b32_" in longrange._workdir(tmp_path, "mqar", "lstm", 8, 1e-2, 0, preset).name
+    assert "_b32_" in longrange.cell_workdir(tmp_path, "mqar", "lstm", 8, 1e-2, 0, preset).name
     seen = []
 
     def fake_train(config, **kw):  # what the engine is given; stop there
@@ -537,10 +537,10 @@ def test_task_models_run_a_task_for_some_models_only(monkeypatch, tmp_path, no_p
 def test_default_preset_holds_the_issues_targets_and_full_keeps_the_grid():
     d, f = longrange.PRESETS["default"], longrange.PRESETS["full"]
     assert d.budget_s is None and f.budget_s is None  # fixed steps; a wall-clock cap is opt-in
-    assert set(d.models_of("copy")) == set(longrange._ALL_MODELS) and d.grid_of("lstm", "copy")[0] == 64
+    assert set(d.models_of("copy")) == set(longrange.ALL_MODELS) and d.grid_of("lstm", "copy")[0] == 64
     assert "lstm" in d.models_of("adding") and max(d.grid_of("lstm", "adding")) >= 500
     assert d.seeds == 3 and len(d.lrs) >= 2
-    assert set(f.tasks) == set(longrange._ALL_TASKS) and f.pairs() == [(t, m) for t in f.tasks for m in f.models]
+    assert set(f.tasks) == set(longrange.ALL_TASKS) and f.pairs() == [(t, m) for t in f.tasks for m in f.models]
     assert "45 minutes" in d.scope and not f.scope
     # The default's cells are the full grid's cells (same keys): one protocol, two scopes.
     for t, m in d.pairs():

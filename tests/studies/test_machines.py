@@ -140,7 +140,7 @@ def test_bench_ops_rows_of_another_machine_do_not_count(monkeypatch, tmp_path):
                                     "--backends", "xla"])
     from jaxseq.bench import ops_bench
 
-    points = [p for _, _, pts in ops_bench._cases(ns) for p in pts]
+    points = [p for _, _, pts in ops_bench.bench_cases(ns) for p in pts]
     path = tmp_path / "bench_ops.jsonl"
     _write(path, [{"point": p, "status": "ok", "fingerprint": A, "machine_id": machine_id(A)}
                   for p in points])

@@ -255,7 +255,7 @@ def test_bench_rows_without_a_memory_setting_give_way_to_later_ones():
     rec = lambda model, mem: {"point": {"model": model, "seq_len": 8}, **({"memory": mem} if mem else {})}  # noqa: E731
     huge = {"transparent_hugepage": "madvise", "malloc_hugetlb": "1"}
     rows = [rec("a", None), rec("b", None), rec("a", huge), rec("c", huge), rec("c", None)]
-    kept = report._newest_bench_rows(rows)
+    kept = report.newest_bench_rows(rows)
     # a: the unstated row is superseded; b: only an unstated row; c: the unstated row is the newer
     assert [(r["point"]["model"], "memory" in r) for r in kept] == [("b", False), ("a", True), ("c", True),
                                                                     ("c", False)]

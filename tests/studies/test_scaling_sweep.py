@@ -175,14 +175,14 @@ def test_pair_case_skips_failed_workloads_and_survives_errors(monkeypatch, capsy
     calls = []
     ok = lambda name: type("W", (), {"name": name})()  # noqa: E731
     monkeypatch.setattr("jaxseq.bench.workloads.blocked_step", lambda w, compiled=None: (lambda: calls.append((w.name, compiled))))
-    out = ops_bench._pair_case([ok("anchor"), None, ok("b")], rounds=2, executables=[None, None, "exe-b"])
+    out = ops_bench.pair_case([ok("anchor"), None, ok("b")], rounds=2, executables=[None, None, "exe-b"])
     assert out[0] is None and out[1] is None and out[2]["rounds"] == 2
     assert set(calls) == {("anchor", None), ("b", "exe-b")}  # each workload paired with its own executable
-    assert ops_bench._pair_case([None, ok("b")], rounds=2) == [None, None]  # no anchor: nothing to pair
+    assert ops_bench.pair_case([None, ok("b")], rounds=2) == [None, None]  # no anchor: nothing to pair
 
     def boom(*a, **k):
         raise MemoryError("out of memory")
 
     monkeypatch.setattr(timing, "time_paired", boom)
-    assert ops_bench._pair_case([ok("anchor"), ok("b")], rounds=2) == [None, None]
+    assert ops_bench.pair_case([ok("anchor"), ok("b")], rounds=2) == [None, None]
     assert "paired rounds skipped for this case (MemoryError: out of memory)" in capsys.readouterr().out

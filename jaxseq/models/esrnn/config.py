@@ -110,7 +110,8 @@ class ESRNNConfig:
                              "different windows are trained apart and cannot be ranked together)")
 
 
-def _input_sizes(config: ESRNNConfig) -> tuple[int, ...]:
+def input_sizes(config: ESRNNConfig) -> tuple[int, ...]:
+    """The config's input window sizes as a tuple (one int becomes a 1-tuple)."""
     return config.input_size if isinstance(config.input_size, tuple) else (config.input_size,)
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxseq.models.esrnn.series import _prepare
+from jaxseq.models.esrnn.series import prepare_training_series
 from jaxseq.models.esrnn.trainer import ESRNNFitted
 
 
@@ -34,7 +34,7 @@ def _snapshot_forecasts(fitted: ESRNNFitted, train_series: Sequence[np.ndarray],
             offset += part.config.ensemble_size
         return
     cfg = fitted.config
-    y_np, _ = _prepare(train_series, cfg, fitted.horizon, fitted.periods)
+    y_np, _ = prepare_training_series(train_series, cfg, fitted.horizon, fitted.periods)
     if holdout:
         if y_np.shape[1] - holdout < cfg.input_size + 3:
             raise ValueError(f"holdout={holdout} leaves fewer than input_size + 3 points of {y_np.shape[1]}")
@@ -87,7 +87,7 @@ def member_holdout_smape(fitted: ESRNNFitted, train_series: Sequence[np.ndarray]
     h = fitted.horizon
     fc = member_forecasts(fitted, train_series, holdout=h)
     cfg = fitted.config
-    truth = _prepare(train_series, cfg, h, fitted.periods)[0][:, -h:]
+    truth = prepare_training_series(train_series, cfg, h, fitted.periods)[0][:, -h:]
     truth = truth.astype(np.float64)[None]
     return 200.0 * np.mean(np.abs(fc - truth) / (np.abs(fc) + np.abs(truth)), axis=-1)
 

@@ -93,10 +93,10 @@ def pinball_loss(pred: Array, target: Array, tau: float, *, mask: Array | None =
     loss = jnp.maximum(tau * u, (tau - 1.0) * u)
     if mask is None:
         return jnp.mean(loss)
-    return _masked_mean(loss, jnp.broadcast_to(mask, loss.shape))
+    return masked_mean(loss, jnp.broadcast_to(mask, loss.shape))
 
 
-def _masked_mean(x: Array, mask: Array, axis: int | None = None) -> Array:
+def masked_mean(x: Array, mask: Array, axis: int | None = None) -> Array:
     """Mean of `x` over the entries where `mask` (same shape, bool or 0/1) is set; 0 if none is."""
     w = mask.astype(x.dtype)
     return jnp.sum(x * w, axis=axis) / jnp.maximum(jnp.sum(w, axis=axis), 1.0)
@@ -114,7 +114,7 @@ def level_variability_penalty(levels: Array, *, start: Array | None = None) -> A
     dd2 = jnp.diff(d, axis=1) ** 2  # term t uses levels t, t+1, t+2
     if start is None:
         return jnp.mean(dd2, axis=1)
-    return _masked_mean(dd2, jnp.arange(dd2.shape[1])[None, :] >= start[:, None], axis=1)
+    return masked_mean(dd2, jnp.arange(dd2.shape[1])[None, :] >= start[:, None], axis=1)
 
 
 def initial_log_seasons(y: np.ndarray, periods: Sequence[int], *, max_cycles: int = 4) -> list[np.ndarray]:
@@ -212,7 +212,7 @@ class ESRNN(nnx.Module):
             raise ValueError(f"input_size must be >= 1, got {input_size}")
         if not dilations or any(len(blk) == 0 for blk in dilations):
             raise ValueError(f"dilations must be non-empty blocks of ints, got {dilations}")
-        self.periods = _as_periods(seasonality)
+        self.periods = as_periods(seasonality)
         self.horizon = horizon
         self.input_size = input_size
         self.num_series = num_series
@@ -344,7 +344,8 @@ class ESRNN(nnx.Module):
         return self.forecast_rows(y, self.series_rows(idx), categories=categories)
 
 
-def _as_periods(seasonality: int | Sequence[int]) -> tuple[int, ...]:
+def as_periods(seasonality: int | Sequence[int]) -> tuple[int, ...]:
+    """Seasonality as a tuple of periods > 1 (period 1 means none); ValueError for a period < 1."""
     if isinstance(seasonality, (int, np.integer)):
         periods = (int(seasonality),)
     else:

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxseq.models.esrnn.config import ESRNNConfig, _input_sizes
+from jaxseq.models.esrnn.config import ESRNNConfig, input_sizes
 
 def _checked_lengths(train_series: Sequence[np.ndarray], *, input_size: int, horizon: int,
                      min_length: int | None = None) -> list[int]:
@@ -90,9 +90,9 @@ def prepare_series_padded(
     return y, start
 
 
-def _prepare(train_series, config: ESRNNConfig, horizon: int, periods: tuple[int, ...]):
+def prepare_training_series(train_series, config: ESRNNConfig, horizon: int, periods: tuple[int, ...]):
     """(y [n, T], start [n]) as the model is trained on: cut to the shortest or padded to the longest."""
-    input_size = max(_input_sizes(config))  # the longest window sets the length checks
+    input_size = max(input_sizes(config))  # the longest window sets the length checks
     if config.pad_to_longest:
         return prepare_series_padded(train_series, input_size=input_size, horizon=horizon,
                                      max_len=config.max_len, period=max(periods) if periods else 1)

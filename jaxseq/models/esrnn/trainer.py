@@ -14,10 +14,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxseq.models.esrnn.config import ESRNNConfig, _input_sizes
-from jaxseq.models.esrnn.model import (ESRNN, SeriesParam, _as_periods, _masked_mean, initial_log_seasons,
+from jaxseq.models.esrnn.config import ESRNNConfig, input_sizes
+from jaxseq.models.esrnn.model import (ESRNN, SeriesParam, as_periods, masked_mean, initial_log_seasons,
                                        level_variability_penalty, pinball_loss)
-from jaxseq.models.esrnn.series import _prepare
+from jaxseq.models.esrnn.series import prepare_training_series
 
 Array = jax.Array
 
@@ -96,7 +96,7 @@ def _make_steps(graphdef, config: ESRNNConfig):
         pen = jnp.mean(level_variability_penalty(out["levels"], start=batch[1]))
         loss = forec + config.level_penalty * pen
         if config.c_state_penalty > 0:
-            loss = loss + config.c_state_penalty * _masked_mean(out["cell_sq"], mask)
+            loss = loss + config.c_state_penalty * masked_mean(out["cell_sq"], mask)
         return loss, (forec, pen)
 
     def member_step(shared, series, opt_state, sadam, key, y_all, start_all, cats_all, idx, lr):
@@ -245,11 +245,11 @@ def fit_esrnn(
       `ESRNNFitted`; forecast with `forecast_esrnn(fitted, train_series)`.
     """
     config = config or ESRNNConfig()
-    if len(_input_sizes(config)) > 1:
+    if len(input_sizes(config)) > 1:
         return _fit_window_groups(train_series, horizon=horizon, seasonality=seasonality, config=config, seed=seed,
                                   time_budget_s=time_budget_s, progress=progress, categories=categories)
-    periods = tuple(dict.fromkeys(_as_periods(seasonality) + tuple(config.extra_seasonalities)))
-    y_np, start_np = _prepare(train_series, config, horizon, periods)
+    periods = tuple(dict.fromkeys(as_periods(seasonality) + tuple(config.extra_seasonalities)))
+    y_np, start_np = prepare_training_series(train_series, config, horizon, periods)
     n, t_len = y_np.shape
     cats_np = None
     if categories is not None:
@@ -324,7 +324,7 @@ def _fit_window_groups(train_series, *, horizon, seasonality, config: ESRNNConfi
     Member m keeps seed + m. Under a budget each group gets an equal share of what is left when it
     starts, so a group that finishes early leaves its time to the next.
     """
-    sizes = _input_sizes(config)
+    sizes = input_sizes(config)
     groups = np.array_split(np.arange(config.ensemble_size), len(sizes))
     t_start = time.perf_counter()
     parts = []

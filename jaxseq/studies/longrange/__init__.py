@@ -64,17 +64,17 @@ A test that fakes a name patches the module that looks it up: ``longrange.run.tr
 """
 from __future__ import annotations
 
-# The names below are this package's API, the single module's names kept (the private ones that other
-# code reads too: jaxseq.studies.verdict.evidence, the tests).
-from jaxseq.studies.longrange.presets import (_ALL_MODELS, _ALL_TASKS, _DEFAULT_WORKDIR,  # noqa: F401
-                                              _TRANSFORMERS, FINAL, PRESETS, PROTOCOL, SOLVED, Preset,
-                                              _preset_from_plan)
+# The names below are this package's API, the single module's names kept (ALL_MODELS, cell_workdir, ...:
+# public since issue 34, once private names that other code read through this package).
+from jaxseq.studies.longrange.presets import (ALL_MODELS, ALL_TASKS, DEFAULT_WORKDIR, FINAL,  # noqa: F401
+                                              PRESETS, PROTOCOL, SOLVED, TRANSFORMERS, Preset,
+                                              preset_from_plan)
 from jaxseq.studies.longrange.tasks import (TaskData, make_loss_fn, model_kwargs, regression_loss,
                                             state_floats, task_bits, width_for)
 from jaxseq.studies.longrange.frontier import (Search, cell_outcome, frontier_of, outcome_of, plateaued,
                                               run_key, search, solved_at)
-from jaxseq.studies.longrange.cell import _workdir, train_one  # noqa: F401
-from jaxseq.studies.longrange.report import _frontier_text, write_folder_report, write_report  # noqa: F401
+from jaxseq.studies.longrange.cell import cell_workdir, train_one  # noqa: F401
+from jaxseq.studies.longrange.report import frontier_text, write_folder_report, write_report  # noqa: F401
 from jaxseq.studies.longrange.run import default_out, plan_of, run_longrange, run_preset
 from jaxseq.studies.longrange.cli import add_parser, main, preset_from_args
 

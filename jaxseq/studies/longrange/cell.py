@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from jaxseq.studies.longrange.presets import _TEST_SEED_OFFSET, PROTOCOL, Preset
+from jaxseq.studies.longrange.presets import TEST_SEED_OFFSET, PROTOCOL, Preset
 from jaxseq.studies.longrange.frontier import cell_outcome, plateaued, solved_at
 from jaxseq.studies.longrange.tasks import TaskData, make_loss_fn, model_kwargs, state_floats, task_bits, width_for
 
 
-def _workdir(root: Path, task: str, model: str, length: int, lr: float, seed: int, preset: Preset) -> Path:
+def cell_workdir(root: Path, task: str, model: str, length: int, lr: float, seed: int, preset: Preset) -> Path:
+    """The run folder of one cell (task, model, length, lr, seed) under `root`, named by its preset knobs."""
     fb = ("_chrono" if preset.lstm_chrono else f"_fb{preset.lstm_forget_bias:g}") if model == "lstm" else ""
     fb += f"_ps{preset.plateau_start}" if preset.plateau_start else ""
     return root / task / model / (f"T{length}_lr{lr:g}_seed{seed}_cap{preset.max_steps}_b{preset.batch_of(task)}"
@@ -146,7 +147,7 @@ def train_one(preset: Preset, task: str, model: str, length: int, lr: float, wor
     w1 = time.perf_counter()
     graphdef, params = nnx.split(result.model)
     forward = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
-    task_obj = data.task(seed + _TEST_SEED_OFFSET)
+    task_obj = data.task(seed + TEST_SEED_OFFSET)
     hits = tokens = seqs = solved = 0.0
     sq_err = 0.0
     for batch in data.test_batches(seed=seed, batch_size=batch_size, examples=preset.eval_examples):

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jaxseq.studies.longrange.presets import _ALL_MODELS, _ALL_TASKS, _DEFAULT_WORKDIR, PRESETS, Preset
+from jaxseq.studies.longrange.presets import ALL_MODELS, ALL_TASKS, DEFAULT_WORKDIR, PRESETS, Preset
 from jaxseq.studies.longrange.report import write_report
 from jaxseq.studies.longrange.run import default_out, run_longrange
-from jaxseq.studies.longrange.tasks import _validate
+from jaxseq.studies.longrange.tasks import validate_preset
 
 
 def preset_from_args(args: argparse.Namespace) -> Preset:
@@ -41,7 +41,7 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     p = dataclasses.replace(p, **changes)
-    _validate(p)
+    validate_preset(p)
     return p
 
 
@@ -76,9 +76,9 @@ def add_parser(subparsers: Any) -> None:
                    "profiles/<machine>/longrange/ (preset default) or profiles/<machine>/longrange/<preset>/")
     p.add_argument("--machine", help="with --report-only: whose records to report (id, id prefix or slug; "
                    "default the newest machine's)")
-    p.add_argument("--workdir", default=_DEFAULT_WORKDIR, help="root of the cells' engine workdirs")
-    p.add_argument("--tasks", nargs="+", help=f"tasks (replaces the preset's): {', '.join(_ALL_TASKS)}")
-    p.add_argument("--models", nargs="+", help=f"models (replaces the preset's): {', '.join(_ALL_MODELS)}")
+    p.add_argument("--workdir", default=DEFAULT_WORKDIR, help="root of the cells' engine workdirs")
+    p.add_argument("--tasks", nargs="+", help=f"tasks (replaces the preset's): {', '.join(ALL_TASKS)}")
+    p.add_argument("--models", nargs="+", help=f"models (replaces the preset's): {', '.join(ALL_MODELS)}")
     p.add_argument("--lengths", nargs="+", type=int, help="the rising length grid (replaces the preset's)")
     p.add_argument("--lrs", nargs="+", type=float, help="learning rates to sweep (replaces the preset's)")
     p.add_argument("--max-steps", "--steps", dest="max_steps", type=int, help="step cap of one cell")

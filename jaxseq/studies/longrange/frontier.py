@@ -29,7 +29,8 @@ def run_key(preset: Preset, task: str, model: str, length: int, lr: float, seed_
     return json.dumps(point, sort_keys=True, separators=(",", ":"))
 
 
-def _latest(records: list[dict]) -> dict[str, dict]:
+def latest_by_key(records: list[dict]) -> dict[str, dict]:
+    """{run key: the last record with that key} (later records replace earlier ones)."""
     out: dict[str, dict] = {}
     for r in records:
         out[r["key"]] = r
@@ -230,5 +231,5 @@ def search(preset: Preset, task: str, model: str, lookup: Callable[[str], dict |
 
 def frontier_of(preset: Preset, task: str, model: str, records: list[dict]) -> Search:
     """`search` over finished records (what the report reads)."""
-    by_key = _latest(records)
+    by_key = latest_by_key(records)
     return search(preset, task, model, by_key.get)

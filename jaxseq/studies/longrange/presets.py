@@ -1,7 +1,7 @@
 """The long-range study's presets (`Preset`, `PRESETS`) and the protocol's constants.
 
 `PROTOCOL` versions the records: a cell's key and record carry it, and the report reads only the current
-protocol's. `_preset_from_plan` reads a `Preset` back from a folder's plan.json.
+protocol's. `preset_from_plan` reads a `Preset` back from a folder's plan.json.
 """
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 
 SOLVED = 0.99
 PROTOCOL = 2  # records of the first protocol (fixed step budget) carry no "protocol" field
-_DEFAULT_WORKDIR = "runs/longrange"
-_EVAL_SEED_OFFSET = 1_000_003  # validation set (the engine's eval batches: stop decisions)
-_TEST_SEED_OFFSET = 2_000_003  # test set (accuracy reported beside)
+#: Where the runs' folders go unless --workdir says otherwise.
+DEFAULT_WORKDIR = "runs/longrange"
+EVAL_SEED_OFFSET = 1_000_003  # validation set (the engine's eval batches: stop decisions)
+TEST_SEED_OFFSET = 2_000_003  # test set (accuracy reported beside)
 #: Outcomes that end a cell for good; "budget" and "error" are retried by a rerun.
 FINAL = ("solved", "plateau", "cap", "diverged")
 
@@ -98,9 +99,10 @@ class Preset:
         return below
 
 
-_ALL_MODELS = ("lstm", "gru", "mingru", "minlstm", "transformer-sin", "transformer-rope")
-_ALL_TASKS = ("copy", "selective_copy", "mqar", "adding")
-_TRANSFORMERS = ("transformer-sin", "transformer-rope")
+#: The models and tasks the study knows, and its attention models.
+ALL_MODELS = ("lstm", "gru", "mingru", "minlstm", "transformer-sin", "transformer-rope")
+ALL_TASKS = ("copy", "selective_copy", "mqar", "adding")
+TRANSFORMERS = ("transformer-sin", "transformer-rope")
 
 PRESETS: dict[str, Preset] = {
     # The tests: one task, two one-layer models, lengths 8 and 32 (a failure at 32 after a success at 8
@@ -130,7 +132,7 @@ PRESETS: dict[str, Preset] = {
     # Four resumed passes (AMD 2-core, 2026-12-02/03: 42 + 117 + 25 + 75 min) finished it: 134 cells,
     # 240 minutes of cell time (profiles/cpu-amd-epyc-2core/longrange/full).
     "full": Preset(
-        tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256), lrs=(3e-3, 1e-2),
+        tasks=ALL_TASKS, models=ALL_MODELS, lengths=(64, 256), lrs=(3e-3, 1e-2),
         max_steps=5000, batch_size=16, target_params=50_000, eval_every=50, patience=1000,
         eval_examples=128, max_len=(("transformer-sin", 256), ("transformer-rope", 256)),
         task_lengths=(("adding", (64, 512)),), task_batch=(("mqar", 64),), lstm_chrono=True,
@@ -143,7 +145,7 @@ PRESETS: dict[str, Preset] = {
     # (up to 64) the Transformers, with `full`'s settings (its cells have the same keys).
     # Selective copy, MQAR and the longer lengths are `full`'s.
     "default": Preset(
-        tasks=("copy", "adding"), models=_ALL_MODELS, lengths=(64,), lrs=(3e-3, 1e-2),
+        tasks=("copy", "adding"), models=ALL_MODELS, lengths=(64,), lrs=(3e-3, 1e-2),
         max_steps=5000, batch_size=16, target_params=50_000, eval_every=50, patience=1000,
         eval_examples=128, max_len=(("transformer-sin", 64), ("transformer-rope", 64)),
         task_lengths=(("adding", (64, 512)),),
@@ -156,14 +158,14 @@ PRESETS: dict[str, Preset] = {
     # window 2000 steps. The full grid takes hours; the script's wall-clock cap (budget_s, ~7 min)
     # cuts it and the report says which cells it cut; a rerun continues.
     "gpu": Preset(
-        tasks=_ALL_TASKS, models=_ALL_MODELS, lengths=(64, 256, 1024, 4096, 16384), lrs=(3e-3, 1e-2),
+        tasks=ALL_TASKS, models=ALL_MODELS, lengths=(64, 256, 1024, 4096, 16384), lrs=(3e-3, 1e-2),
         max_steps=20_000, batch_size=32, target_params=50_000, eval_every=200, patience=2000,
         eval_examples=256, ckpt_every=1000, task_batch=(("mqar", 128),), budget_s=7 * 60, lstm_chrono=True,
     ),
 }
 
 
-def _preset_from_plan(p: dict[str, Any]) -> Preset:
+def preset_from_plan(p: dict[str, Any]) -> Preset:
     """The Preset saved in plan.json (JSON lists back to tuples; unknown keys ignored)."""
     names = {f.name for f in dataclasses.fields(Preset)}
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxseq.studies.longrange.presets import _TRANSFORMERS, PROTOCOL, SOLVED, Preset, _preset_from_plan
-from jaxseq.studies.longrange.frontier import Search, _latest, outcome_of, run_key, search
+from jaxseq.studies.longrange.presets import TRANSFORMERS, PROTOCOL, SOLVED, Preset, preset_from_plan
+from jaxseq.studies.longrange.frontier import Search, latest_by_key, outcome_of, run_key, search
 from jaxseq.studies.longrange.tasks import state_floats, task_bits
 
 
@@ -50,7 +50,8 @@ def _bits(n: float | None) -> str:
     return "—" if n is None else f"{n:,.0f}" if n >= 100 else f"{n:.1f}"
 
 
-def _frontier_text(s: Search) -> str:
+def frontier_text(s: Search) -> str:
+    """A search's frontier F as text: bracketed, one-sided or not found."""
     if s.lo is not None and s.hi is not None:
         txt = f"{s.lo} ≤ F < {s.hi}"
     elif s.lo is not None:
@@ -104,15 +105,15 @@ def _compare(r: Search, a: Search, a_name: str) -> tuple[str, str]:
         return "not shorter", (f"not shorter: solves up to {r.lo}"
                                + (f", {a_name} up to {a.lo}" if a.lo is not None else f", {a_name} none")
                                + (f" ({a_name}: {a.stopped})" if a.stopped else ""))
-    why = "; ".join(x for x in (f"{r.model}: {_frontier_text(r)}", f"{a_name}: {_frontier_text(a)}"))
+    why = "; ".join(x for x in (f"{r.model}: {frontier_text(r)}", f"{a_name}: {frontier_text(a)}"))
     return "undetermined", f"undetermined ({why})"
 
 
 def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_old: int,
                      references: list[str | Path] | None) -> Path:
     p = plan["preset"]
-    preset = _preset_from_plan(p)
-    by_key = _latest(records)
+    preset = preset_from_plan(p)
+    by_key = latest_by_key(records)
     latest = list(by_key.values())
     tasks = [t for t in preset.tasks if any(r.get("task") == t for r in latest)]
     models = [m for m in preset.models if any(r.get("model") == m for r in latest)]
@@ -179,11 +180,11 @@ def _write_report_v2(out: Path, chosen: Any, records: list[dict], plan: dict, n_
             r0 = next((r for r in latest if r.get("task") == t and r.get("model") == m and "params" in r), None)
             size = f"{r0['d_model']} / {r0['params']:,}" if r0 else "—"
             sf = state_floats(m, r0["d_model"], r0.get("layers", preset.layers)) if r0 else None
-            sbits = ("grows with T" if m in _TRANSFORMERS else _bits(32 * sf if sf else None))
+            sbits = ("grows with T" if m in TRANSFORMERS else _bits(32 * sf if sf else None))
             tb = _bits(task_bits(t, preset.difficulty_of(t), preset.options_of(t)))
             seeds = "<br>".join(_seed_text(preset, s, T, by_key) for T in s.frontier_lengths()) or "—"
             L.append(f"| {t} | {m} | {size} | {sbits} | {tb} | {s.lr if s.lr is not None else '—'} | "
-                     f"{_frontier_text(s)} | {seeds} |")
+                     f"{frontier_text(s)} | {seeds} |")
     L.append("")
 
     L.append("## Cells\n")
@@ -279,10 +280,10 @@ def _findings_v2(preset: Preset, searches: dict[tuple[str, str], Search], tasks:
     any_pair = False  # some task has both a recurrent model and a Transformer
     for t in tasks:
         models = ran[t]
-        rnns = [m for m in models if m not in _TRANSFORMERS]
-        trans = [m for m in models if m in _TRANSFORMERS]
+        rnns = [m for m in models if m not in TRANSFORMERS]
+        trans = [m for m in models if m in TRANSFORMERS]
         any_pair = any_pair or bool(trans and rnns)
-        F.append(f"- **{t}**: " + "; ".join(f"{m} {_frontier_text(searches[(t, m)])}" for m in models) + ".")
+        F.append(f"- **{t}**: " + "; ".join(f"{m} {frontier_text(searches[(t, m)])}" for m in models) + ".")
         if trans and rnns:
             a_name = max(trans, key=lambda m: searches[(t, m)].lo or 0)
             a = searches[(t, a_name)]
@@ -308,7 +309,7 @@ def _findings_v2(preset: Preset, searches: dict[tuple[str, str], Search], tasks:
     if "adding" in tasks and "lstm" in ran["adding"]:
         s = searches[("adding", "lstm")]
         met = s.lo is not None and s.lo >= 500
-        F.append(f"- LSTM on adding: {_frontier_text(s)}; Hochreiter & Schmidhuber (1997) solved T = 100, 500, "
+        F.append(f"- LSTM on adding: {frontier_text(s)}; Hochreiter & Schmidhuber (1997) solved T = 100, 500, "
                  f"1000. Solved at T ≥ 500 here: {'yes' if met else 'no' if s.hi is not None and s.hi <= 500 else 'not shown'}.")
     if "copy" in tasks:
         models = ran["copy"]
@@ -377,7 +378,7 @@ def _plots(out: Path, cells: dict, tasks: list[str], models: list[str], lengths:
     for model in models:
         xs, ys = [], []
         for T in lengths:
-            ts = [r["train_wall_s"] for r in _latest(records).values()
+            ts = [r["train_wall_s"] for r in latest_by_key(records).values()
                   if r.get("model") == model and r.get("length") == T and r.get("status") == "ok"]
             if ts:
                 xs.append(T)

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jaxseq.studies.longrange.cell import _workdir, train_one
-from jaxseq.studies.longrange.presets import _DEFAULT_WORKDIR, FINAL, PROTOCOL, SOLVED, Preset
+from jaxseq.studies.longrange.cell import cell_workdir, train_one
+from jaxseq.studies.longrange.presets import DEFAULT_WORKDIR, FINAL, PROTOCOL, SOLVED, Preset
 from jaxseq.studies.longrange.report import write_report
-from jaxseq.studies.longrange.frontier import _latest, outcome_of, run_key, search
-from jaxseq.studies.longrange.tasks import _validate
+from jaxseq.studies.longrange.frontier import latest_by_key, outcome_of, run_key, search
+from jaxseq.studies.longrange.tasks import validate_preset
 
 
 def _append(path: Path, rec: dict) -> None:
@@ -34,7 +34,7 @@ def plan_of(preset: Preset) -> dict[str, Any]:
     return {"protocol": PROTOCOL, "preset": dataclasses.asdict(preset), "solved_threshold": SOLVED}
 
 
-def run_longrange(preset: Preset, out: str | Path, *, workdir: str | Path = _DEFAULT_WORKDIR,
+def run_longrange(preset: Preset, out: str | Path, *, workdir: str | Path = DEFAULT_WORKDIR,
                   progress: bool = True, engine_progress: bool = False, keep_checkpoints: bool = False,
                   preset_name: str = "custom") -> list[dict]:
     """Run (or resume) the study of `preset`; returns the records written by this call.
@@ -45,14 +45,14 @@ def run_longrange(preset: Preset, out: str | Path, *, workdir: str | Path = _DEF
     from jaxseq.bench.sweep import environment_info, load_records
     from jaxseq.studies.base import own_records, this_machine_id
 
-    _validate(preset)
+    validate_preset(preset)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     root = Path(workdir)
     results = out / "results.jsonl"
     plan = {**plan_of(preset), "preset_name": preset_name}
     (out / "plan.json").write_text(json.dumps(plan, indent=2, default=str) + "\n")
-    done = {k: r for k, r in _latest(own_records(load_records(results))).items()
+    done = {k: r for k, r in latest_by_key(own_records(load_records(results))).items()
             if r.get("protocol") == PROTOCOL and outcome_of(r) in FINAL}
     written: list[dict] = []
     combos = preset.pairs()
@@ -100,7 +100,7 @@ def run_longrange(preset: Preset, out: str | Path, *, workdir: str | Path = _DEF
                                    "seed": preset.seed + k, "seed_index": k, "protocol": PROTOCOL}
             try:
                 rec.update(train_one(preset, task, model, T, lr,
-                                     _workdir(root, task, model, T, lr, preset.seed + k, preset),
+                                     cell_workdir(root, task, model, T, lr, preset.seed + k, preset),
                                      seed_index=k, deadline=deadline, engine_progress=engine_progress,
                                      keep_checkpoints=keep_checkpoints))
             except KeyboardInterrupt:

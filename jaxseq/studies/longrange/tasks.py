@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from jaxseq.studies.longrange.presets import _ALL_TASKS, _EVAL_SEED_OFFSET, _TEST_SEED_OFFSET, _TRANSFORMERS, Preset
+from jaxseq.studies.longrange.presets import ALL_TASKS, EVAL_SEED_OFFSET, TEST_SEED_OFFSET, TRANSFORMERS, Preset
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -60,13 +60,13 @@ class TaskData:
 
     def eval_batches(self, *, batch_size: int, seq_len: int, max_batches: int | None) -> Iterable[dict]:
         self._check_len(seq_len)
-        task = self.task(self.eval_seed + _EVAL_SEED_OFFSET)
+        task = self.task(self.eval_seed + EVAL_SEED_OFFSET)
         for i in range(max_batches or 1):
             yield self.to_engine(task.batch(i, batch_size))
 
     def test_batches(self, *, seed: int, batch_size: int, examples: int) -> Iterable[dict]:
         """Held-out batches in the task's own format (with "mask"), for `task.accuracy`."""
-        task = self.task(seed + _TEST_SEED_OFFSET)
+        task = self.task(seed + TEST_SEED_OFFSET)
         n = max(1, math.ceil(examples / batch_size))
         for i in range(n):
             yield task.batch(i, batch_size)
@@ -149,7 +149,7 @@ def make_loss_fn(data: TaskData, sink: Callable[[Any, Any], None]) -> Callable[.
 
 def state_floats(model: str, d_model: int, layers: int) -> int | None:
     """Numbers in the recurrent state carried between steps (None: a Transformer's cache grows with T)."""
-    if model in _TRANSFORMERS:
+    if model in TRANSFORMERS:
         return None
     return (2 if model == "lstm" else 1) * d_model * layers  # LSTM: h and c; the others: h
 
@@ -172,17 +172,18 @@ def task_bits(task: str, difficulty: int, options: dict[str, Any]) -> float:
         return sum(math.log2(t.num_values - i) for i in range(difficulty))
     if task == "adding":
         return math.log2(difficulty / (2 * options.get("tolerance", 0.04)))
-    raise ValueError(f"task: unknown {task!r}; expected one of {', '.join(_ALL_TASKS)}")
+    raise ValueError(f"task: unknown {task!r}; expected one of {', '.join(ALL_TASKS)}")
 
 
-def _validate(preset: Preset) -> None:
+def validate_preset(preset: Preset) -> None:
+    """Raise ValueError (naming the CLI flag) for a preset with an unknown task/model or an out-of-range knob."""
     from jaxseq.models.classifier import MODEL_SPECS
 
     if not preset.tasks or not preset.models or not preset.lengths or not preset.lrs:
         raise ValueError("--tasks, --models, --lengths and the learning rates must be non-empty")
-    bad = [t for t in preset.tasks if t not in _ALL_TASKS]
+    bad = [t for t in preset.tasks if t not in ALL_TASKS]
     if bad:
-        raise ValueError(f"--tasks: unknown {bad}; expected some of {', '.join(_ALL_TASKS)}")
+        raise ValueError(f"--tasks: unknown {bad}; expected some of {', '.join(ALL_TASKS)}")
     bad = [m for m in preset.models if m not in MODEL_SPECS]
     if bad:
         raise ValueError(f"--models: unknown {bad}; expected some of {', '.join(MODEL_SPECS)}")
@@ -204,12 +205,12 @@ def _validate(preset: Preset) -> None:
     # Every task must accept every length (fails fast with the task's own message); bisection
     # points lie between grid lengths, and every task's minimum length is a lower bound only.
     for task, b in preset.task_batch:
-        if task not in _ALL_TASKS or not isinstance(b, int) or b < 1:
-            raise ValueError(f"task_batch: expected (task in {', '.join(_ALL_TASKS)}, batch >= 1), got ({task!r}, {b!r})")
+        if task not in ALL_TASKS or not isinstance(b, int) or b < 1:
+            raise ValueError(f"task_batch: expected (task in {', '.join(ALL_TASKS)}, batch >= 1), got ({task!r}, {b!r})")
     for task, chosen in preset.task_models:
         bad = [m for m in chosen if m not in preset.models]
-        if task not in _ALL_TASKS or not chosen or bad:
-            raise ValueError(f"task_models: expected (task in {', '.join(_ALL_TASKS)}, a non-empty subset of the "
+        if task not in ALL_TASKS or not chosen or bad:
+            raise ValueError(f"task_models: expected (task in {', '.join(ALL_TASKS)}, a non-empty subset of the "
                              f"models {list(preset.models)}), got ({task!r}, {list(chosen)!r})")
     for task, grid in preset.task_lengths:
         if any((not isinstance(t, int)) or t < 1 for t in grid) or not grid:

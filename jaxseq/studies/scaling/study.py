@@ -65,7 +65,7 @@ def bench_done(ns: argparse.Namespace, path: Path) -> tuple[int, int]:
     from jaxseq.studies.base import own_records
 
     try:
-        expected = [p for _, _, pts in ops_bench._cases(ns) for p in pts]
+        expected = [p for _, _, pts in ops_bench.bench_cases(ns) for p in pts]
     except Exception:  # bench ops changed its internals: never skip
         return 0, -1
     have = {_point_key(r["point"]) for r in own_records(read_jsonl(path))

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from jaxseq.bench.sweep import read_jsonl
-from jaxseq.studies.results import StudyFolder, _summary, study_folders
+from jaxseq.studies.results import StudyFolder, folder_summary, study_folders
 from jaxseq.studies.verdict import evidence as E
 from jaxseq.studies.verdict.findings import Claim, ClaimVerdict, Evidence
 
@@ -72,7 +72,8 @@ def study_cost_s(machine: Path, study_folder: str) -> float | None:
     return _folder_cost_s(hits[0]) if hits else None
 
 
-def _cost(machine: Path, claim: Claim) -> str:
+def claim_cost(machine: Path, claim: Claim) -> str:
+    """The recorded wall time of the claim's studies on `machine`, as one sentence."""
     parts = []
     for study in claim.cost.split("+"):
         s = study_cost_s(machine, study)
@@ -90,7 +91,7 @@ def judge(machine: str | Path) -> list[ClaimVerdict]:
         rows = tuple(rows_of(data))
         used = [f for f in folders if f.spec.folder in claim.studies]
         sources = tuple(f"`{f.machine}/{'/'.join(p for p in (f.spec.folder, f.preset) if p)}`: "
-                        f"{s['date']}, commit {s['commit']}" for f in used for s in [_summary(f)])
+                        f"{s['date']}, commit {s['commit']}" for f in used for s in [folder_summary(f)])
         found = tuple(str(p.relative_to(machine)) for f in used for name in plots
                       for p in [f.path / name] if p.is_file())
         missing = tuple(f"{study}: not run on this machine" for study in claim.studies

@@ -96,7 +96,7 @@ class MachineData:
             plan = json.loads(plan_path.read_text())
             if plan.get("protocol") != L.PROTOCOL:
                 continue
-            preset = L._preset_from_plan(plan["preset"])
+            preset = L.preset_from_plan(plan["preset"])
             records = [r for r in select_machine(read_jsonl(folder / "results.jsonl")).records
                        if r.get("protocol") == L.PROTOCOL]
             if not records:
@@ -123,14 +123,14 @@ class MachineData:
 
 def _train_series(data: MachineData, models: tuple[str, ...]) -> tuple[Any, dict[str, dict[int, float]]] | None:
     """The training-step config with the most points holding all `models`: (config, {model: {T: s}})."""
-    from jaxseq.studies.scaling.report import _order_configs, _times, series
+    from jaxseq.studies.scaling.report.records import median_times, order_configs, series
 
     if data.scaling is None:
         return None
     ser = series(data.scaling.single)
-    for cfg in _order_configs(ser):
+    for cfg in order_configs(ser):
         if cfg[3] == "train" and all(m in ser[cfg] for m in models):
-            return cfg, {m: _times(ser[cfg][m]) for m in models}
+            return cfg, {m: median_times(ser[cfg][m]) for m in models}
     return None
 
 
@@ -406,7 +406,8 @@ def language_rows(data: MachineData) -> list[Evidence]:
 def anchor_rows(data: MachineData) -> list[Evidence]:
     """The fairness check: jaxseq's LSTM against the vendor's fused kernel (oneDNN through torch on a
     CPU, cuDNN on a GPU), so the LSTM in the other claims is not a handicapped one."""
-    from jaxseq.studies.scaling.report import GPU_TARGETS, TARGETS, _paired
+    from jaxseq.studies.scaling.report import GPU_TARGETS, TARGETS
+    from jaxseq.studies.scaling.report.records import paired_ratio
 
     study = data.scaling
     if study is None:
@@ -417,9 +418,9 @@ def anchor_rows(data: MachineData) -> list[Evidence]:
         a = [r for r in study.single if t.matches(r["point"], t.anchor)]
         ratio, how = None, "sweep"
         paired = [r for r in study.bench if r.get("status") == "ok" and t.matches(r["point"], t.model)
-                  and _paired(r)]
+                  and paired_ratio(r)]
         if paired:
-            ratio, how = _paired(paired[-1])["median"], "median of paired rounds, bench ops"
+            ratio, how = paired_ratio(paired[-1])["median"], "median of paired rounds, bench ops"
         elif m and a and m[-1]["result"].get("tokens_per_s") and a[-1]["result"].get("tokens_per_s"):
             ratio = m[-1]["result"]["tokens_per_s"] / a[-1]["result"]["tokens_per_s"]
         if ratio is None:

@@ -65,9 +65,9 @@ def verdict_markdown(machine: str | Path, references: Sequence[str | Path] = ())
             L.append("Records: " + "; ".join(v.sources) + ".")
         if v.plots:
             L.append("Plots: " + ", ".join(f"[{Path(p).name}]({p})" for p in v.plots) + ".")
-        from jaxseq.studies.verdict.claims import _cost
+        from jaxseq.studies.verdict.claims import claim_cost
 
-        L.append(f"Reproduce: `{c.command}`; {_cost(machine, c)}.")
+        L.append(f"Reproduce: `{c.command}`; {claim_cost(machine, c)}.")
         if v.unmeasured:
             L.append("Not measured here: " + "; ".join(v.unmeasured) + ".")
     L.append("")

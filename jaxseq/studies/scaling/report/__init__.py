@@ -32,14 +32,14 @@ from __future__ import annotations
 # Re-exported: the old module's names that the package, scripts/ and the tests import from here.
 from jaxseq.studies.scaling.report.cli import add_parser, main, write_report  # noqa: F401
 from jaxseq.studies.scaling.report.findings import (  # noqa: F401
-    _mfu_line, anchor_rows, anchor_table, crossover_findings, environment_lines, flops_rows, loglog_slope,
+    anchor_rows, anchor_table, crossover_findings, environment_lines, flops_rows, loglog_slope, mfu_line,
     min_rnn_findings, scaling_rows, slope_findings, target_lines)
 from jaxseq.studies.scaling.report.generation import (  # noqa: F401
     generation_findings, generation_lines, generation_sentence, generation_series)
 from jaxseq.studies.scaling.report.markdown import build_report, phases_section, trace_findings  # noqa: F401
 from jaxseq.studies.scaling.report.records import (  # noqa: F401
-    BENCH_OPS, BENCH_PHASES, REPORT, RESULTS, Study, _backend, _newest_bench_rows, _order_configs, _paired, _times,
-    load_study, series)
+    BENCH_OPS, BENCH_PHASES, REPORT, RESULTS, Study, load_study, median_times, newest_bench_rows, order_configs,
+    paired_ratio, series, study_backend)
 from jaxseq.studies.scaling.report.references import comparison_lines, headline_rows, load_references  # noqa: F401
 from jaxseq.studies.scaling.report.targets import (  # noqa: F401
     GPU_MFU_GOAL, GPU_TARGETS, MIN_RNN_TARGET_LENGTHS, TARGETS, Target)

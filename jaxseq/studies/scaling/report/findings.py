@@ -8,9 +8,9 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from jaxseq.bench.timing import format_table
-from jaxseq.studies.scaling.report.records import (Study, _backend, _bench_memories, _bench_tps, _config_label,
-                                                   _memory_bytes, _order_configs, _paired, _times, series)
-from jaxseq.studies.scaling.report.tables import _fmt, _mb
+from jaxseq.studies.scaling.report.records import (Study, study_backend, bench_memories, bench_tps, config_label,
+                                                   memory_bytes, order_configs, paired_ratio, median_times, series)
+from jaxseq.studies.scaling.report.tables import fmt_cell, to_mib
 from jaxseq.studies.scaling.report.targets import GPU_MFU_GOAL, GPU_TARGETS, MIN_RNN_TARGET_LENGTHS, TARGETS
 
 
@@ -57,17 +57,17 @@ def _slope_words(k: float) -> str:
 def slope_findings(ser) -> tuple[list[str], list[dict[str, Any]]]:
     """Lines and rows: fitted exponent of step time in T per model and config (>= 3 lengths)."""
     lines, rows = [], []
-    for cfg in _order_configs(ser):
+    for cfg in order_configs(ser):
         for model, recs in ser[cfg].items():
-            t = _times(recs)
+            t = median_times(recs)
             if len(t) < 3:
                 continue
             Ts = sorted(t)
             k = loglog_slope(Ts, [t[x] for x in Ts])
             tail = loglog_slope(Ts[-3:], [t[x] for x in Ts[-3:]]) if len(Ts) > 3 else None
-            mem = {r["point"]["seq_len"]: _memory_bytes(r["result"]) for r in recs}
+            mem = {r["point"]["seq_len"]: memory_bytes(r["result"]) for r in recs}
             km = loglog_slope([x for x in Ts if mem.get(x)], [mem[x] for x in Ts if mem.get(x)])
-            rows.append({"model": model, "config": _config_label(cfg), "T": f"{Ts[0]}-{Ts[-1]}",
+            rows.append({"model": model, "config": config_label(cfg), "T": f"{Ts[0]}-{Ts[-1]}",
                          "n": len(Ts), "slope": k, "tail": tail, "mem_slope": km})
     for row in rows:
         k = row["slope"]
@@ -79,7 +79,7 @@ def slope_findings(ser) -> tuple[list[str], list[dict[str, Any]]]:
     return lines, rows
 
 
-def _crossing(ratios: list[tuple[int, float]]) -> float | None:
+def crossing_length(ratios: list[tuple[int, float]]) -> float | None:
     """Interpolated T (log-log) where ratio (attention time / recurrent time) first passes 1."""
     for (t0, r0), (t1, r1) in zip(ratios, ratios[1:]):
         if r0 <= 1.0 < r1:
@@ -93,11 +93,11 @@ def _paired_times(ser, pairs):
 
     `ser` as from `series`; times are {seq_len: median seconds}; configs in report order.
     """
-    for cfg in _order_configs(ser):
+    for cfg in order_configs(ser):
         models = ser[cfg]
         for a, b in pairs:
             if a in models and b in models:
-                ta, tb = _times(models[a]), _times(models[b])
+                ta, tb = median_times(models[a]), median_times(models[b])
                 common = sorted(set(ta) & set(tb))
                 if common:
                     yield cfg, a, b, ta, tb, common
@@ -110,7 +110,7 @@ def crossover_findings(ser) -> list[str]:
         if len(common) < 2:
             continue
         ratios = [(T, ta[T] / tr[T]) for T in common]
-        head = f"{att} vs {rnn} ({_config_label(cfg)}): "
+        head = f"{att} vs {rnn} ({config_label(cfg)}): "
         slower = [T for T, r in ratios if r > 1]
         if not slower:
             T, r = ratios[-1]
@@ -130,7 +130,7 @@ def crossover_findings(ser) -> list[str]:
         else:
             first = slower[0]
             stays = all(r > 1 for T, r in ratios if T >= first)
-            t_star = _crossing(ratios)
+            t_star = crossing_length(ratios)
             r_first = dict(ratios)[first]
             text = (head + f"attention becomes slower than {rnn} at T={first} "
                     f"({r_first:.2f}x its time)")
@@ -152,7 +152,7 @@ def min_rnn_findings(ser) -> list[str]:
         facs = [(T, tl[T] / tm[T]) for T in common]
         show = facs[-3:]
         parts = ", ".join(f"{f:.2f}x at T={T}" for T, f in show)
-        text = f"{m} vs lstm ({_config_label(cfg)}): lstm time / {m} time = {parts}"
+        text = f"{m} vs lstm ({config_label(cfg)}): lstm time / {m} time = {parts}"
         if len(facs) >= 2:
             last = [f for _, f in show]
             if all(b > a for a, b in zip(last, last[1:])):
@@ -174,18 +174,18 @@ def anchor_rows(ser) -> list[list[Any]]:
         ratios = [ta[T] / tm[T] for T in common]
         per_t = ", ".join(f"T={T}: {r:.2f}x" for T, r in zip(common, ratios))
         gm = math.exp(statistics.fmean(math.log(r) for r in ratios))
-        rows.append([m, a, _config_label(cfg), per_t, f"{gm:.2f}x"])
+        rows.append([m, a, config_label(cfg), per_t, f"{gm:.2f}x"])
     return rows
 
 
 def target_lines(study: Study) -> list[str]:
     """Met / not met for each target, from the sweep and from bench ops where they hold the point."""
     lines = []
-    gpu = _backend(study) == "gpu"
+    gpu = study_backend(study) == "gpu"
     for t in GPU_TARGETS if gpu else TARGETS:
         found = []
         sources = [("scale sweep", study.single, None)] + [
-            (f"bench ops ({mem})" if mem else "bench ops", None, mem) for mem in _bench_memories(study)]
+            (f"bench ops ({mem})" if mem else "bench ops", None, mem) for mem in bench_memories(study)]
         for source, recs, mem in sources:
             if recs is not None:
                 m = [r for r in recs if t.matches(r["point"], t.model)]
@@ -194,25 +194,25 @@ def target_lines(study: Study) -> list[str]:
                 ta = a[-1]["result"]["tokens_per_s"] if a else None
                 load = (m[-1]["result"].get("load_before") or [None])[0] if m else None
             else:
-                tm, rec = _bench_tps(study, t, t.model, mem)
-                ta, _ = _bench_tps(study, t, t.anchor, mem)
+                tm, rec = bench_tps(study, t, t.model, mem)
+                ta, _ = bench_tps(study, t, t.anchor, mem)
                 load = ((rec or {}).get("result") or {}).get("load_before")
                 load = load[0] if load else None
-                paired = _paired(rec)
+                paired = paired_ratio(rec)
                 if tm and ta and paired:  # judged on the rounds that timed both seconds apart
                     verdict = "met" if paired["median"] >= t.goal else "NOT met"
                     found.append(f"{source}: {paired['median']:.2f}x paired, {paired['min']:.2f}-"
                                  f"{paired['max']:.2f} over {paired['rounds']} rounds ({verdict}; load "
-                                 f"{_fmt(load)}; {tm / ta:.2f}x from the separate medians)")
+                                 f"{fmt_cell(load)}; {tm / ta:.2f}x from the separate medians)")
                     continue
             if tm and ta:
                 r = tm / ta
                 verdict = "met" if r >= t.goal else "NOT met"
-                found.append(f"{source}: {r:.2f}x ({verdict}; load {_fmt(load)})")
+                found.append(f"{source}: {r:.2f}x ({verdict}; load {fmt_cell(load)})")
         head = f"**{t.name}**: goal >= {t.goal:.1f}x the anchor's tokens/s - "
         lines.append(head + ("; ".join(found) if found else "not measured in these files"))
     if gpu:
-        return lines + [_mfu_line(study)]
+        return lines + [mfu_line(study)]
     # Blockwise attention memory linear in T (same settings as its target, every length measured).
     t = TARGETS[1]
     bw = sorted((r for r in study.single if r["point"]["model"] == t.model
@@ -220,14 +220,14 @@ def target_lines(study: Study) -> list[str]:
                  and r["point"].get("mode", "train") == t.mode
                  and r["point"].get("dtype", "float32") == t.dtype),
                 key=lambda r: r["point"]["seq_len"])
-    mem = [(r["point"]["seq_len"], _memory_bytes(r["result"])) for r in bw]
+    mem = [(r["point"]["seq_len"], memory_bytes(r["result"])) for r in bw]
     mem = [(T, b) for T, b in mem if b]
     head = "**blockwise attention memory linear in T**: "
     if len(mem) >= 2:
         k = loglog_slope([T for T, _ in mem], [b for _, b in mem])
         verdict = "met" if k <= 1.25 else "NOT met"
         lines.append(head + f"XLA temporaries ~ T^{k:.2f} over T={mem[0][0]}-{mem[-1][0]} "
-                     f"({', '.join(f'{_mb(b):.0f} MB' for _, b in mem)}) - {verdict}")
+                     f"({', '.join(f'{to_mib(b):.0f} MB' for _, b in mem)}) - {verdict}")
     else:
         lines.append(head + f"needs two or more lengths at B={t.batch} W={t.width}: not measured")
     # minGRU faster than the LSTM by a growing factor at the target lengths.
@@ -235,18 +235,18 @@ def target_lines(study: Study) -> list[str]:
             f"(T={' and '.join(map(str, MIN_RNN_TARGET_LENGTHS))})**: ")
     done = False
     ser = series(study.single)
-    for cfg in _order_configs(ser):
+    for cfg in order_configs(ser):
         models = ser[cfg]
         if "lstm" not in models or "mingru" not in models:
             continue
-        tl, tg = _times(models["lstm"]), _times(models["mingru"])
+        tl, tg = median_times(models["lstm"]), median_times(models["mingru"])
         if not all(T in tl and T in tg for T in MIN_RNN_TARGET_LENGTHS):
             continue
         facs = [tl[T] / tg[T] for T in MIN_RNN_TARGET_LENGTHS]
         ok = facs[0] > 1 and all(b > a for a, b in zip(facs, facs[1:]))
         lines.append(head + ", ".join(f"{f:.2f}x at T={T}" for T, f in
                                       zip(MIN_RNN_TARGET_LENGTHS, facs))
-                     + f" ({_config_label(cfg)}) - {'met' if ok else 'NOT met'}")
+                     + f" ({config_label(cfg)}) - {'met' if ok else 'NOT met'}")
         done = True
     if not done:
         # Say what the data do hold: the failed or missing points at those lengths.
@@ -257,7 +257,8 @@ def target_lines(study: Study) -> list[str]:
     return lines
 
 
-def _mfu_line(study: Study) -> str:
+def mfu_line(study: Study) -> str:
+    """The GPU target line: the best transformer-block training step MFU against the goal."""
     head = f"**Transformer block training step MFU >= {GPU_MFU_GOAL:.0%}**: "
     blocks = [r for r in study.single if r["point"]["model"] == "transformer-block"
               and r["point"].get("mode", "train") == "train" and r["result"].get("mfu")]
@@ -315,13 +316,13 @@ def scaling_rows(study: Study) -> list[dict[str, Any]]:
 def flops_rows(ser) -> list[list[Any]]:
     """[model, settings, T, analytic GFLOP, XLA GFLOP, ratio, TFLOP/s, MFU] at each longest length."""
     rows = []
-    for cfg in _order_configs(ser):
+    for cfg in order_configs(ser):
         for model, recs in sorted(ser[cfg].items()):
             r = recs[-1]["result"]
             fa, fx = r.get("flops_analytic"), r.get("flops_xla")
             if not fa:
                 continue
-            rows.append([model, _config_label(cfg), recs[-1]["point"]["seq_len"], fa / 1e9,
+            rows.append([model, config_label(cfg), recs[-1]["point"]["seq_len"], fa / 1e9,
                          fx / 1e9 if fx else None, (fx / fa) if fx else None,
                          r.get("tflops_per_s"), r.get("mfu")])
     return rows
@@ -337,18 +338,18 @@ def anchor_table(study: Study) -> str:
     for m, a in ANCHOR_PAIRS:
         anchors[m].append(a)
     rows = []
-    for cfg in _order_configs(ser):
+    for cfg in order_configs(ser):
         models = ser[cfg]
         for model in sorted(models):
             for r in models[model]:
                 T = r["point"]["seq_len"]
                 anchor, ratio = None, None
                 for a in anchors.get(model, []):
-                    ta = _times(models.get(a, [])).get(T)
+                    ta = median_times(models.get(a, [])).get(T)
                     if ta:
                         anchor, ratio = a, ta / r["result"]["median_s"]
                         break
-                rows.append({"model": model, "settings": _config_label(cfg), "T": T,
+                rows.append({"model": model, "settings": config_label(cfg), "T": T,
                              "ms": r["result"]["median_s"] * 1e3,
                              "ktok_s": r["result"]["tokens_per_s"] / 1e3,
                              "anchor": anchor, "ratio": ratio})

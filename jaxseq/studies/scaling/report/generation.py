@@ -6,10 +6,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from jaxseq.studies.scaling.report.findings import _crossing
-from jaxseq.studies.scaling.report.plots import _plot_setup
+from jaxseq.studies.scaling.report.findings import crossing_length
+from jaxseq.studies.scaling.report.plots import plot_setup
 from jaxseq.studies.scaling.report.records import Study
-from jaxseq.studies.scaling.report.tables import _bytes, _fmt, _pivot, _table
+from jaxseq.studies.scaling.report.tables import fmt_bytes, fmt_cell, pivot, markdown_table
 
 
 # (recurrent model, attention model) pairs of the crossover sentences, in report order.
@@ -108,7 +108,7 @@ def generation_findings(study_or_records: Any) -> list[dict[str, Any]]:
             if ratios[0][1] > 1.0:
                 kind, ctx = "always_slower", float(common[0])
             else:
-                ctx = _crossing(ratios)
+                ctx = crossing_length(ratios)
                 kind = "crossover" if ctx is not None else "never"
                 if ctx is None:
                     ctx = float(common[-1])
@@ -121,9 +121,9 @@ def generation_findings(study_or_records: Any) -> list[dict[str, Any]]:
 
 def _mem_words(memory: tuple[float | None, float | None]) -> str:
     state, compiled = memory
-    text = f"{_bytes(state)} of state"
+    text = f"{fmt_bytes(state)} of state"
     if compiled is not None:
-        text += f" ({_bytes(compiled)} in the compiled call without parameters)"
+        text += f" ({fmt_bytes(compiled)} in the compiled call without parameters)"
     return text
 
 
@@ -155,7 +155,7 @@ def _plot_generation(ser: dict[tuple, dict[str, list]], out: Path,
     cfgs = [c for c in ser if any(len(v) >= 1 for v in ser[c].values())][:max_configs]
     if not cfgs:
         return None
-    plt = _plot_setup()
+    plt = plot_setup()
     fig, axes = plt.subplots(len(cfgs), 2, figsize=(12, 4.2 * len(cfgs)), squeeze=False)
     for (ax_t, ax_m), cfg in zip(axes, cfgs):
         for model, recs in sorted(ser[cfg].items()):
@@ -203,22 +203,22 @@ def generation_lines(study: Study, out: Path) -> list[str]:
         md += [f"- {generation_sentence(f)}" for f in finds] + [""]
     for cfg, models in ser.items():
         md += [f"**{_gen_config_label(cfg)}**", ""]
-        header, rows = _pivot(models, _ms_per_token)
+        header, rows = pivot(models, _ms_per_token)
         header = [h.replace("T=", "context ") for h in header]
-        md += ["ms per token:", ""] + _table(header, rows) + [""]
+        md += ["ms per token:", ""] + markdown_table(header, rows) + [""]
 
         def mem_cell(r):
             res = r["result"]
-            return (f"{_bytes(res.get('state_bytes_per_seq'))} / "
-                    f"{_bytes(res.get('compiled_state_bytes_per_seq'))}")
+            return (f"{fmt_bytes(res.get('state_bytes_per_seq'))} / "
+                    f"{fmt_bytes(res.get('compiled_state_bytes_per_seq'))}")
 
-        header, rows = _pivot(models, mem_cell)
+        header, rows = pivot(models, mem_cell)
         header = [h.replace("T=", "context ") for h in header]
         md += ["memory per sequence (analytic state / compiled call without parameters):", ""]
-        md += _table(header, rows) + [""]
+        md += markdown_table(header, rows) + [""]
         params = {m: recs[-1]["result"].get("params") for m, recs in sorted(models.items())}
         if any(params.values()):
-            md.append("Parameters: " + ", ".join(f"{m} {_fmt(n)}" for m, n in params.items()
+            md.append("Parameters: " + ", ".join(f"{m} {fmt_cell(n)}" for m, n in params.items()
                                                  if n) + " (equal width and depth, not equal "
                       "parameters).")
             md.append("")

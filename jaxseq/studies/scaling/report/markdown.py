@@ -11,11 +11,11 @@ from jaxseq.studies.base import folder_name, study_root
 from jaxseq.studies.scaling.report.findings import (anchor_rows, crossover_findings, environment_lines, flops_rows,
                                                     min_rnn_findings, scaling_rows, slope_findings, target_lines)
 from jaxseq.studies.scaling.report.generation import generation_lines
-from jaxseq.studies.scaling.report.plots import _plot_scaling, _plot_vs_length
-from jaxseq.studies.scaling.report.records import (Study, _bench_memory, _config_label, _memory_bytes,
-                                                   _order_configs, series)
+from jaxseq.studies.scaling.report.plots import plot_scaling, plot_vs_length
+from jaxseq.studies.scaling.report.records import (Study, bench_memory, config_label, memory_bytes,
+                                                   order_configs, series)
 from jaxseq.studies.scaling.report.references import comparison_lines
-from jaxseq.studies.scaling.report.tables import _first_line, _mb, _pivot, _table
+from jaxseq.studies.scaling.report.tables import first_line, to_mib, pivot, markdown_table
 
 
 def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | None = None,
@@ -61,7 +61,7 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
     anchors = anchor_rows(ser)
     if anchors:
         md += ["### Ratio to the anchors (tokens/s, above 1 = faster than the anchor)", ""]
-        md += _table(["model", "anchor", "settings", "ratio per length", "geometric mean"], anchors)
+        md += markdown_table(["model", "anchor", "settings", "ratio per length", "geometric mean"], anchors)
         md.append("")
     scal = scaling_rows(study)
     if scal:
@@ -88,27 +88,27 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
     # ---- plots
     plots = []
     ms = lambda r: r["result"]["median_s"] * 1e3  # noqa: E731
-    plots.append(("Step time", _plot_vs_length(ser, out, "step_time_vs_length.png", ms,
+    plots.append(("Step time", plot_vs_length(ser, out, "step_time_vs_length.png", ms,
                                                "median step time (ms)", "step time vs length")))
-    plots.append(("Throughput", _plot_vs_length(
+    plots.append(("Throughput", plot_vs_length(
         ser, out, "tokens_per_s_vs_length.png", lambda r: r["result"].get("tokens_per_s"),
         "tokens / s", "throughput vs length")))
-    plots.append(("Memory", _plot_vs_length(
-        ser, out, "memory_vs_length.png", lambda r: _mb(_memory_bytes(r["result"])),
+    plots.append(("Memory", plot_vs_length(
+        ser, out, "memory_vs_length.png", lambda r: to_mib(memory_bytes(r["result"])),
         "MB (XLA temporaries; torch: allocator/RSS peak)", "memory vs length")))
-    plots.append(("Compile time", _plot_vs_length(
+    plots.append(("Compile time", plot_vs_length(
         ser, out, "compile_time_vs_length.png", lambda r: r["result"].get("compile_s"),
         "compile seconds", "compile time vs length (JAX)")))
     has_mfu = any(r["result"].get("mfu") for r in study.single)
     if has_mfu:
-        plots.append(("MFU", _plot_vs_length(ser, out, "mfu_vs_length.png",
+        plots.append(("MFU", plot_vs_length(ser, out, "mfu_vs_length.png",
                                              lambda r: r["result"].get("mfu"), "MFU",
                                              "model FLOPs utilisation vs length")))
     else:
-        plots.append(("Achieved TFLOP/s", _plot_vs_length(
+        plots.append(("Achieved TFLOP/s", plot_vs_length(
             ser, out, "tflops_vs_length.png", lambda r: r["result"].get("tflops_per_s"),
             "TFLOP/s (analytic FLOPs)", "achieved TFLOP/s vs length")))
-    plots.append(("Device scaling", _plot_scaling(scal, out)))
+    plots.append(("Device scaling", plot_scaling(scal, out)))
     plots = [(t, p) for t, p in plots if p]
     if plots:
         md += ["## Plots", ""]
@@ -122,12 +122,12 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
     # ---- tables
     if ser:
         md += ["## Step time per configuration (median ms)", ""]
-        for cfg in _order_configs(ser):
-            header, rows = _pivot(ser[cfg], ms)
-            md += [f"**{_config_label(cfg)}**", ""] + _table(header, rows) + [""]
+        for cfg in order_configs(ser):
+            header, rows = pivot(ser[cfg], ms)
+            md += [f"**{config_label(cfg)}**", ""] + markdown_table(header, rows) + [""]
         if slope_rows:
             md += ["### Fitted slopes", ""]
-            md += _table(["model", "settings", "lengths", "points", "time slope", "last-3 slope",
+            md += markdown_table(["model", "settings", "lengths", "points", "time slope", "last-3 slope",
                           "memory slope"],
                          [[r["model"], r["config"], r["T"], r["n"], r["slope"], r["tail"],
                            r["mem_slope"]] for r in slope_rows])
@@ -139,19 +139,19 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
                   "scanned recurrences its count is about T times too small; MFU and TFLOP/s use the "
                   "analytic count.")
         md.append("")
-        md += _table(["model", "settings", "T", "analytic GFLOP", "XLA GFLOP", "XLA / analytic",
+        md += markdown_table(["model", "settings", "T", "analytic GFLOP", "XLA GFLOP", "XLA / analytic",
                       "TFLOP/s", "MFU"], flop_rows)
         md.append("")
     if scal:
         md += ["## Data-parallel points", ""]
-        md += _table(["model", "parallel", "T", "batch/dev", "devices", "ms", "tokens/s", "speedup",
+        md += markdown_table(["model", "parallel", "T", "batch/dev", "devices", "ms", "tokens/s", "speedup",
                       "efficiency"],
                      [[r["model"], r["parallel"], r["T"], r["batch/dev"], r["devices"], r["ms"],
                        r["tokens/s"], r["speedup"], r["efficiency"]] for r in scal])
         md.append("")
     if study.bench:
         md += ["## bench ops (each case's torch anchor timed first, same process)", ""]
-        if any(_bench_memory(r) for r in study.bench):
+        if any(bench_memory(r) for r in study.bench):
             md += ["'large buffers': the kernel's transparent-huge-page mode and glibc's malloc huge-page "
                    "tunable in the measuring process. Without huge pages every step page-faults the "
                    "large buffers it allocates afresh, which slows torch's LSTM more than jax's, so a "
@@ -163,20 +163,20 @@ def build_report(study: Study, out: Path, source: str = "", traces_dir: Path | N
                          r.get("status"),
                          res.get("median_s") and res["median_s"] * 1e3,
                          res.get("tokens_per_s"), r.get("ratio_vs_anchor"),
-                         _mb((res.get("memory") or {}).get("temp_bytes")),
-                         (res.get("load_before") or [None])[0], _bench_memory(r) or "-",
+                         to_mib((res.get("memory") or {}).get("temp_bytes")),
+                         (res.get("load_before") or [None])[0], bench_memory(r) or "-",
                          (r.get("paired") or {}).get("median")])
-        md += _table(["case", "T", "B", "impl", "status", "median ms", "tokens/s", "x anchor",
+        md += markdown_table(["case", "T", "B", "impl", "status", "median ms", "tokens/s", "x anchor",
                       "XLA temp MB", "load 1m", "large buffers", "x anchor paired"], rows)
         md.append("")
     md += phases_section(study.phases)
     if study.failed:
         md += ["## Points that did not finish", ""]
-        md += _table(["status", "model", "T", "B", "W", "dtype", "mode", "devices", "message"],
+        md += markdown_table(["status", "model", "T", "B", "W", "dtype", "mode", "devices", "message"],
                      [[r.get("status"), model_label(r["point"]), r["point"].get("seq_len"),
                        r["point"].get("batch"), r["point"].get("width"), r["point"].get("dtype"),
                        r["point"].get("mode"), r["point"].get("devices", ""),
-                       _first_line(r.get("message"))] for r in study.failed])
+                       first_line(r.get("message"))] for r in study.failed])
         md.append("")
     traces_dir = Path(traces_dir) if traces_dir else out / "traces"
     traces = sorted(traces_dir.glob("*")) if traces_dir.is_dir() else []
@@ -210,13 +210,13 @@ def phases_section(phases: list[dict[str, Any]]) -> list[str]:
         rows.append([layers, r.get("seq_len"), r.get("batch"), r.get("hidden"), r.get("rounds"),
                      ms(t, "forward_median_s"), ms(t, "backward_median_s"), ms(t, "step_median_s"),
                      ms(j, "forward_median_s"), ms(j, "backward_median_s"), ms(j, "step_median_s"),
-                     x.get("forward"), x.get("backward"), x.get("step"), _bench_memory(r) or "-"])
+                     x.get("forward"), x.get("backward"), x.get("step"), bench_memory(r) or "-"])
     md = ["## bench phases (an LSTM step's forward and backward apart, against torch)", "",
           "Medians over rounds; each round times torch's step and then jaxseq's, each after an untimed step "
           "of its own. jaxseq's forward is `jax.vjp` under `jit` (it keeps the residuals), its backward the "
           "whole `jax.grad` step minus that forward. 'x torch': the median per-round ratio torch time / "
           "jaxseq time (above 1: jaxseq faster).", ""]
-    md += _table(["layers", "T", "B", "H", "rounds", "torch fwd ms", "torch bwd ms", "torch step ms", "jaxseq fwd ms",
+    md += markdown_table(["layers", "T", "B", "H", "rounds", "torch fwd ms", "torch bwd ms", "torch step ms", "jaxseq fwd ms",
                   "jaxseq bwd ms", "jaxseq step ms", "x torch fwd", "x torch bwd", "x torch step",
                   "large buffers"], rows)
     md.append("")
@@ -249,6 +249,6 @@ def trace_findings(traces_dir: Path) -> list[str]:
     if not named:
         md += ["No trace here carries a named part: they were recorded before jaxseq named its scopes "
                "(all op time is \"other\"); the top ops still show where the time goes.", ""]
-    md += _table(["trace", "op ms", "named parts (share of op time)", "top 3 device ops"], rows)
+    md += markdown_table(["trace", "op ms", "named parts (share of op time)", "top 3 device ops"], rows)
     md.append("")
     return md

@@ -6,10 +6,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from jaxseq.studies.scaling.report.records import _config_label, _order_configs
+from jaxseq.studies.scaling.report.records import config_label, order_configs
 
 
-def _plot_setup():
+def plot_setup():
+    """matplotlib's pyplot on the non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -28,18 +29,18 @@ def _line_style(model: str) -> str:
     return "-"
 
 
-def _plot_vs_length(ser, out: Path, name: str, value, ylabel: str, title: str,
+def plot_vs_length(ser, out: Path, name: str, value, ylabel: str, title: str,
                     max_configs: int = 6, logy: bool = True) -> str | None:
     """One subplot per config (most points first), one line per model; None if nothing to plot."""
     cfgs = []
-    for cfg in _order_configs(ser):
+    for cfg in order_configs(ser):
         if any(sum(value(r) is not None for r in recs) >= 1 for recs in ser[cfg].values()):
             if any(len(recs) >= 2 for recs in ser[cfg].values()):
                 cfgs.append(cfg)
     cfgs = cfgs[:max_configs]
     if not cfgs:
         return None
-    plt = _plot_setup()
+    plt = plot_setup()
     cols = min(2, len(cfgs))
     rows = math.ceil(len(cfgs) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
@@ -56,7 +57,7 @@ def _plot_vs_length(ser, out: Path, name: str, value, ylabel: str, title: str,
             ax.set_yscale("log")
         ax.set_xlabel("sequence length T")
         ax.set_ylabel(ylabel)
-        ax.set_title(_config_label(cfg), fontsize=9)
+        ax.set_title(config_label(cfg), fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     for ax in list(axes.flat)[len(cfgs):]:
@@ -69,10 +70,11 @@ def _plot_vs_length(ser, out: Path, name: str, value, ylabel: str, title: str,
     return name
 
 
-def _plot_scaling(rows: list[dict[str, Any]], out: Path, name: str = "scaling_devices.png"):
+def plot_scaling(rows: list[dict[str, Any]], out: Path, name: str = "scaling_devices.png"):
+    """Plot the weak-scaling rows (speedup, efficiency against devices) to `out/name`; None without rows."""
     if not rows:
         return None
-    plt = _plot_setup()
+    plt = plot_setup()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     groups: dict[str, list] = defaultdict(list)
     for r in rows:

@@ -19,7 +19,7 @@ BENCH_PHASES = "bench_phases.jsonl"
 REPORT = "REPORT.md"
 
 
-def _backend(study: "Study") -> str:
+def study_backend(study: "Study") -> str:
     """The study's device platform ("cpu", "gpu", ...), from the records' device info."""
     for r in study.records + study.bench:
         b = (r.get("device") or {}).get("backend")
@@ -71,17 +71,17 @@ def _last_per_key(recs: list[dict[str, Any]], key) -> list[dict[str, Any]]:
     return list(last.values())
 
 
-def _newest_bench_rows(bench: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The newest bench ops row per point and large-buffer setting (`_bench_memory`).
+def newest_bench_rows(bench: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest bench ops row per point and large-buffer setting (`bench_memory`).
 
     A point measured with and without huge pages is two results, since the setting moves the ratio.
     A row that does not record its setting (written before the field existed) is dropped once a
     later row of the same point records one.
     """
     point = lambda r: json.dumps(r["point"], sort_keys=True)  # noqa: E731
-    last_recorded = {point(r): i for i, r in enumerate(bench) if _bench_memory(r)}
-    kept = [r for i, r in enumerate(bench) if _bench_memory(r) or last_recorded.get(point(r), -1) < i]
-    return _last_per_key(kept, lambda r: point(r) + _bench_memory(r))
+    last_recorded = {point(r): i for i, r in enumerate(bench) if bench_memory(r)}
+    kept = [r for i, r in enumerate(bench) if bench_memory(r) or last_recorded.get(point(r), -1) < i]
+    return _last_per_key(kept, lambda r: point(r) + bench_memory(r))
 
 
 def load_study(folder: str | Path, machine: str | None = None, exclude: Iterable[str] = ()
@@ -104,7 +104,7 @@ def load_study(folder: str | Path, machine: str | None = None, exclude: Iterable
     records = [r for r in records if record_machine_id(r) == chosen.machine_id]
     bench = [r for r in bench if record_machine_id(r) == chosen.machine_id]
     records = _last_per_key(records, lambda r: r["key"])
-    bench = _newest_bench_rows(bench)
+    bench = newest_bench_rows(bench)
     if not records and not bench:
         raise ValueError(f"--in {folder}: the JSONL files hold no complete records"
                          + (" of another machine" if chosen.others and exclude else ""))
@@ -112,7 +112,7 @@ def load_study(folder: str | Path, machine: str | None = None, exclude: Iterable
               if r.get("bench") == "phases" and record_machine_id(r) == chosen.machine_id]
     phases = _last_per_key(phases, lambda r: json.dumps(
         [r.get("batch"), r.get("seq_len"), r.get("hidden"), r.get("layers", 1), bool(r.get("bidirectional")),
-         _bench_memory(r)]))
+         bench_memory(r)]))
     return Study(records, bench, chosen, phases)
 
 
@@ -124,12 +124,13 @@ def _config(point: dict[str, Any]) -> Config:
             point.get("mode", "train"), point.get("heads"))
 
 
-def _config_label(cfg: Config) -> str:
+def config_label(cfg: Config) -> str:
+    """A config key as the report prints it: "B=.. W=.. dtype mode" (and heads= when set)."""
     b, w, dt, mode, heads = cfg
     return f"B={b} W={w} {dt} {mode}" + (f" heads={heads}" if heads else "")
 
 
-def _memory_bytes(res: dict[str, Any]) -> float | None:
+def memory_bytes(res: dict[str, Any]) -> float | None:
     """XLA temporaries for JAX; the allocator peak (GPU) or host RSS peak for torch."""
     if res.get("framework") == "jax":
         return (res.get("memory") or {}).get("temp_bytes")
@@ -148,31 +149,32 @@ def series(records: list[dict[str, Any]]) -> dict[Config, dict[str, list[dict[st
     return {c: dict(m) for c, m in out.items()}
 
 
-def _times(recs: list[dict[str, Any]]) -> dict[int, float]:
+def median_times(recs: list[dict[str, Any]]) -> dict[int, float]:
+    """{seq_len: median seconds} of one model's records (a `series` entry)."""
     return {r["point"]["seq_len"]: r["result"]["median_s"] for r in recs}
 
 
-def _order_configs(ser: dict[Config, dict[str, list]]) -> list[Config]:
-    # Most points first (the study's main grid), then by batch/width.
+def order_configs(ser: dict[Config, dict[str, list]]) -> list[Config]:
+    """The series' configs in report order: most points first (the study's main grid), then by key."""
     return sorted(ser, key=lambda c: (-sum(len(v) for v in ser[c].values()), str(c)))
 
 
-def _bench_memory(rec: dict[str, Any]) -> str:
+def bench_memory(rec: dict[str, Any]) -> str:
     """The record's large-buffer setting (`jaxseq.bench.sweep.memory_info`), "" where not recorded."""
     label = memory_label(rec.get("memory"))
     return "" if label == "not recorded" else label
 
 
-def _bench_memories(study: Study) -> list[str]:
+def bench_memories(study: Study) -> list[str]:
     """The large-buffer settings of the bench ops rows, newest last ("" = not recorded)."""
     seen: dict[str, None] = {}
     for rec in study.bench:
-        seen.pop(_bench_memory(rec), None)
-        seen[_bench_memory(rec)] = None
+        seen.pop(bench_memory(rec), None)
+        seen[bench_memory(rec)] = None
     return list(seen) or [""]
 
 
-def _paired(rec: dict | None) -> dict | None:
+def paired_ratio(rec: dict | None) -> dict | None:
     """The paired rounds' ratio stored in a bench ops record (`jaxseq bench ops --pairs`), or None.
 
     The record holds its run's anchor times as well, so it needs no other record."""
@@ -180,12 +182,12 @@ def _paired(rec: dict | None) -> dict | None:
     return p if isinstance(p, dict) and p.get("median") else None
 
 
-def _bench_tps(study: Study, target: Target, model: str,
+def bench_tps(study: Study, target: Target, model: str,
                memory: str | None = None) -> tuple[float | None, dict | None]:
     """The newest ok bench ops record of `model` at the target's settings (with `memory`: only
-    records measured under that large-buffer setting, see `_bench_memory`)."""
+    records measured under that large-buffer setting, see `bench_memory`)."""
     for rec in reversed(study.bench):
-        if memory is not None and _bench_memory(rec) != memory:
+        if memory is not None and bench_memory(rec) != memory:
             continue
         if rec.get("status") == "ok" and target.matches(rec["point"], model):
             return (rec.get("result") or {}).get("tokens_per_s"), rec

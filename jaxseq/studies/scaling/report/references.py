@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from jaxseq.studies.base import MachineRecords, folder_name, reference_folders
-from jaxseq.studies.scaling.report.records import (Config, Study, _bench_memories, _bench_tps, _order_configs,
-                                                   _paired, _times, load_study, series)
-from jaxseq.studies.scaling.report.tables import _table
+from jaxseq.studies.scaling.report.records import (Config, Study, bench_memories, bench_tps, order_configs,
+                                                   paired_ratio, median_times, load_study, series)
+from jaxseq.studies.scaling.report.tables import markdown_table
 from jaxseq.studies.scaling.report.targets import GPU_MFU_GOAL, GPU_TARGETS, MIN_RNN_TARGET_LENGTHS, TARGETS, Target
 
 
@@ -52,11 +52,11 @@ def _target_cell(study: Study, t: Target) -> str:
         return cell
     # From bench ops: one ratio per large-buffer setting measured (huge pages or not), newest last.
     cells = []
-    for mem in _bench_memories(study):
-        rec = _bench_tps(study, t, t.model, mem)[1]
-        text = _ratio_text(rec, _bench_tps(study, t, t.anchor, mem)[1])
-        if text and _paired(rec):
-            text += f", {_paired(rec)['median']:.2f}x paired"
+    for mem in bench_memories(study):
+        rec = bench_tps(study, t, t.model, mem)[1]
+        text = _ratio_text(rec, bench_tps(study, t, t.anchor, mem)[1])
+        if text and paired_ratio(rec):
+            text += f", {paired_ratio(rec)['median']:.2f}x paired"
         if text:
             cells.append(text + (f" (bench ops, {mem})" if mem else " (bench ops)"))
     return "; ".join(cells) or "-"
@@ -76,10 +76,10 @@ def _ratio_text(rm: dict | None, ra: dict | None) -> str | None:
 def _min_rnn_cell(study: Study, T: int) -> str:
     """LSTM time / minGRU time at length T, at the settings with the most points holding both."""
     ser = series(study.single)
-    for cfg in _order_configs(ser):
+    for cfg in order_configs(ser):
         models = ser[cfg]
         if "lstm" in models and "mingru" in models:
-            tl, tg = _times(models["lstm"]), _times(models["mingru"])
+            tl, tg = median_times(models["lstm"]), median_times(models["mingru"])
             if T in tl and T in tg:
                 return f"{tl[T] / tg[T]:.2f}x ({_short_config(cfg)})"
     return "-"
@@ -132,5 +132,5 @@ def comparison_lines(study: Study, references: list[tuple[str, Study]]) -> list[
     header = ["", head] + [f"`{name}` (reference)" for name, _ in references]
     rows = [["machine"] + [s.machine.label if s.machine is not None else "?" for s in studies]]
     rows += headline_rows(studies)
-    md += _table(header, rows)
+    md += markdown_table(header, rows)
     return md

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
+def fmt_cell(v: Any, digits: int = 3) -> str:
+    """One table cell: "-" for None, floats to `digits` significant figures, the rest as str."""
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -20,17 +21,20 @@ def _x(r: float | None) -> str:
     return "-" if r is None else f"{r:.2f}x"
 
 
-def _mb(b: Any) -> float | None:
+def to_mib(b: Any) -> float | None:
+    """Bytes to MiB (None stays None)."""
     return None if b is None else b / 2**20
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown table's lines: the header, the rule, one line a row (cells by `fmt_cell`)."""
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    out += ["| " + " | ".join(fmt_cell(c) for c in row) + " |" for row in rows]
     return out
 
 
-def _bytes(b: Any) -> str:
+def fmt_bytes(b: Any) -> str:
+    """A byte count in a human unit ("-" for None)."""
     if b is None:
         return "-"
     b = float(b)
@@ -40,7 +44,8 @@ def _bytes(b: Any) -> str:
     return f"{b:.0f} B"
 
 
-def _pivot(models: dict[str, list[dict[str, Any]]], value) -> tuple[list[str], list[list[Any]]]:
+def pivot(models: dict[str, list[dict[str, Any]]], value) -> tuple[list[str], list[list[Any]]]:
+    """(header, rows) of a model x seq_len table: one row a model, `value(record)` in each cell."""
     Ts = sorted({r["point"]["seq_len"] for recs in models.values() for r in recs})
     rows = []
     for m in sorted(models):
@@ -49,6 +54,7 @@ def _pivot(models: dict[str, list[dict[str, Any]]], value) -> tuple[list[str], l
     return ["model"] + [f"T={T}" for T in Ts], rows
 
 
-def _first_line(msg: Any, limit: int = 140) -> str:
+def first_line(msg: Any, limit: int = 140) -> str:
+    """The first line of `msg`, cut to `limit` characters, with "|" made "/" (safe in a table cell)."""
     text = (str(msg or "").strip().splitlines() or [""])[0]
     return (text[: limit - 1] + "…" if len(text) > limit else text).replace("|", "/")
