@@ -45,7 +45,7 @@ def test_docs_block_runs(doc, line, code, skip):
 @pytest.mark.parametrize("page", DOCS + STUDY_READMES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_point_to_files(page):
     text = page.read_text(encoding="utf-8")
-    assert "KNOWLEDGE.md" not in text
+    assert "KNOWLEDGE" + ".md" not in text  # a notes file outside the project: never cited (spelled apart here)
     missing = []
     for target in _LINK.findall(text):
         if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
