@@ -16,19 +16,7 @@ import ast
 from pathlib import Path
 
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1] / "jaxseq"
-
-
-def module_files(package_dir: Path) -> dict[str, Path]:
-    """{dotted module name: file} of every module under `package_dir` (a package's own is its __init__)."""
-    root = package_dir.parent
-    out = {}
-    for path in sorted(package_dir.rglob("*.py")):
-        parts = list(path.relative_to(root).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        out[".".join(parts)] = path
-    return out
+from package_scan import PACKAGE_DIR, module_files, write_package  # tests/package_scan.py
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -176,16 +164,8 @@ def describe(graph: dict[str, set[str]], cycles: list[list[str]]) -> str:
 # the scanner itself, on a small package written here
 
 
-def _write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return root / "pkg"
-
-
 def test_scanner_sees_function_level_relative_and_from_package_imports(tmp_path):
-    pkg = _write(tmp_path, {
+    pkg = write_package(tmp_path, {
         "pkg/__init__.py": "",
         "pkg/sub/__init__.py": "from pkg import helper\n",
         "pkg/sub/a.py": "def f():\n    from . import b\n    from ..helper import thing\n",

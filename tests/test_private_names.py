@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1] / "jaxseq"
+from package_scan import PACKAGE_DIR, module_files, write_package  # tests/package_scan.py
 
 
 class Crossing(NamedTuple):
@@ -29,18 +29,6 @@ class Crossing(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.importer}:{self.lineno}: from {self.source} import {self.name}"
-
-
-def module_files(package_dir: Path) -> dict[str, Path]:
-    """{dotted module name: file} of every module under `package_dir` (a package's own is its __init__)."""
-    root = package_dir.parent
-    out = {}
-    for path in sorted(package_dir.rglob("*.py")):
-        parts = list(path.relative_to(root).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        out[".".join(parts)] = path
-    return out
 
 
 def is_private(name: str) -> bool:
@@ -99,16 +87,8 @@ def test_no_private_name_crosses_modules():
 # the scanner itself, on a small package written here
 
 
-def _write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return root / "pkg"
-
-
 def test_scanner_on_a_made_up_package(tmp_path):
-    pkg = _write(tmp_path, {
+    pkg = write_package(tmp_path, {
         "pkg/__init__.py": "from .core import _hidden, public\nfrom . import _internal\n"
                            "from .core import __version__\n",
         "pkg/_internal.py": "def helper():\n    pass\n",
