@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxseq.studies import forecast_significance as fs
+from jaxseq.studies.forecasting import significance as fs
 from jaxseq.studies import forecasting as forecast
 
 COMMITTED = Path(__file__).resolve().parents[2] / "profiles" / "cpu-2core" / "forecast"
