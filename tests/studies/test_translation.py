@@ -7,6 +7,9 @@ import pytest
 from jaxseq.cli import main
 from jaxseq.data import multi30k as M
 from jaxseq.studies import translation as T
+from jaxseq.studies.translation import cli as translation_cli
+from jaxseq.studies.translation import decode as translation_decode
+from jaxseq.studies.translation import report as translation_report
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +86,13 @@ def test_bad_input_is_one_line_exit_2(study, tmp_path, capsys):
 
 def _recording_translate(monkeypatch):
     """Patch the process's jitted `translate` to record the source lengths of every batch sent to the model."""
-    real, sent = T._jitted_translate(), []
+    real, sent = translation_decode._jitted_translate(), []
 
     def record(model, src, lens, **kw):
         sent.append(np.asarray(lens).copy())
         return real(model, src, lens, **kw)
 
-    monkeypatch.setattr(T, "_jitted_translate", lambda: record)
+    monkeypatch.setattr(translation_decode, "_jitted_translate", lambda: record)
     return sent
 
 
@@ -143,7 +146,7 @@ def test_translator_never_decodes_empty_sentences(monkeypatch):
         ys[:, 1] = M.EOS
         return ys
 
-    monkeypatch.setattr(T, "_jitted_translate", lambda: search)
+    monkeypatch.setattr(translation_decode, "_jitted_translate", lambda: search)
     tr = T.Translator(None, _WordTokenizer(), rows=4, boundaries=(8, 16))
     lines = ["", "a man runs", "  ", "two dogs play", "\t", "dogs"]
     assert tr.translate(lines, beam=1) == ["", "a", "", "two", "", "dogs"]
@@ -186,7 +189,7 @@ def test_run_refuses_binary_or_missing_input_in_one_line(tmp_path, capsys):
     nul.write_bytes(b"A man.\nTwo\x00dogs.\n")  # valid UTF-8, but not text
     for path, detail in ((png, "byte 0x89 at offset 0"), (nul, "a NUL byte on line 2")):
         with pytest.raises(ValueError, match="not UTF-8 text"):
-            T._lines(str(path), "--input")
+            translation_cli._lines(str(path), "--input")
         capsys.readouterr()
         assert main(["translate", "run", "--workdir", str(tmp_path), "--input", str(path)]) == 2
         err = capsys.readouterr().err.strip()
@@ -299,7 +302,7 @@ def test_findings_say_where_the_lead_comes_from_and_check_the_decode_goal():
     finals = {"lstm": _final(2000.0, 33.6, 22.4), "transformer": _final(1500.0, 34.8, 61.0)}
     curves = {"lstm": _curve([(800, 700, 12.0), (1600, 1378, 31.0)]),
               "transformer": _curve([(600, 711, 27.7), (800, 938, 30.5), (1200, 1380, 34.2)])}
-    text = "\n".join(T._findings(finals, curves))
+    text = "\n".join(translation_report._findings(finals, curves))
     assert "First to 30 validation BLEU (greedy) in training wall-clock time: transformer" in text
     assert "transformer gets to 30 first although it trains fewer target tokens per second (1500 vs 2000)" in text
     assert "800 steps against 1600 for the lstm" in text and "learning more per step" in text
@@ -308,7 +311,7 @@ def test_findings_say_where_the_lead_comes_from_and_check_the_decode_goal():
     assert "transformer translates the 1000 test sentences with beam 5 in 61.0 s (NOT under" in text
     # The faster trainer that is also first gets no "learning more per step" claim.
     finals["transformer"]["train_target_tokens_per_s"] = 2500.0
-    text = "\n".join(T._findings(finals, curves))
+    text = "\n".join(translation_report._findings(finals, curves))
     assert "first and also trains more target tokens per second (2500 vs 2000)" in text
     assert "learning more per step" not in text
 
@@ -316,19 +319,19 @@ def test_findings_say_where_the_lead_comes_from_and_check_the_decode_goal():
 def test_findings_check_the_study_time_goal():
     finals = {"lstm": {**_final(2000.0, 33.6, 22.4), "wall_s": 1900.0, "preset": "default"},
               "transformer": {**_final(1500.0, 34.8, 50.0), "wall_s": 1500.0, "preset": "default"}}
-    text = "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
+    text = "\n".join(translation_report._findings(finals, {"lstm": [], "transformer": []}))
     assert "lstm 31.7 min, transformer 25.0 min; 56.7 min in all, within the 60-minute goal." in text
     finals["transformer"].update(wall_s=1800.0, resumed=True)
-    text = "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
+    text = "\n".join(translation_report._findings(finals, {"lstm": [], "transformer": []}))
     assert ("61.7 min in all, NOT within the 60-minute goal (resumed, so only the last part counted: transformer)"
             in text)
     for f in finals.values():  # the 60-minute goal is the default preset's alone
         f["preset"] = "gpu"
-    text = "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
+    text = "\n".join(translation_report._findings(finals, {"lstm": [], "transformer": []}))
     assert "lstm 31.7 min, transformer 30.0 min; 61.7 min in all (resumed" in text and "goal" not in text.split(
         "Study wall-clock")[1]
     del finals["lstm"]["wall_s"], finals["transformer"]["wall_s"]  # records written before wall_s existed
-    assert "Study wall-clock" not in "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
+    assert "Study wall-clock" not in "\n".join(translation_report._findings(finals, {"lstm": [], "transformer": []}))
 
 
 def test_findings_give_the_decode_verdict_for_the_cpu_test_set_only_and_the_host_anchor():
@@ -336,9 +339,10 @@ def test_findings_give_the_decode_verdict_for_the_cpu_test_set_only_and_the_host
                        "host_matmul_gflops": 351.6, "platform": "cpu"},
               "transformer": {**_final(1500.0, 34.8, 70.0), "wall_s": 1500.0, "preset": "default",
                               "host_matmul_gflops": 340.2, "platform": "gpu"}}
-    text = "\n".join(T._findings(finals, {"lstm": [], "transformer": []}))
+    text = "\n".join(translation_report._findings(finals, {"lstm": [], "transformer": []}))
     assert "lstm translates the 1000 test sentences with beam 5 in 22.4 s (under the 60 s goal; greedy 11.2 s)" in text
     assert "transformer translates the 1000 test sentences with beam 5 in 70.0 s (greedy 35.0 s)." in text
     assert "(float32 2048×2048 matmul): lstm 352 GFLOP/s, transformer 340 GFLOP/s" in text
     finals["lstm"]["test_sentences"] = 10  # a partial test set is not the goal's
-    assert "goal" not in "\n".join(T._findings(finals, {"lstm": [], "transformer": []})).split("Study wall")[0]
+    text = "\n".join(translation_report._findings(finals, {"lstm": [], "transformer": []}))
+    assert "goal" not in text.split("Study wall")[0]
