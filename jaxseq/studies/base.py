@@ -25,12 +25,13 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from jaxseq.bench.sweep import (PROFILES_ROOT, append_jsonl, machine_fields, machine_fingerprint,
                                 machine_folder, machine_id, machine_label, machine_slug, read_jsonl,
-                                source_commit,
-                                record_fingerprint, record_machine_id)
+                                record_fingerprint, record_machine_id, source_commit)
 
 __all__ = ["Study", "PROFILES_ROOT", "REPO_PROFILES", "default_out", "resolve_out", "append_record",
            "is_this_machine", "own_records", "by_machine", "newest_machine", "MachineRecords",
-           "select_machine", "study_root", "folder_name", "reference_folders", "reference_records", "this_machine_id"]
+           "select_machine", "study_root", "folder_name", "reference_folders", "reference_records",
+           "this_machine_id"]
+
 
 @runtime_checkable
 class Study(Protocol):

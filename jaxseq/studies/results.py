@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,8 @@ from jaxseq.bench.sweep import read_jsonl, record_fingerprint, machine_label
 from jaxseq.studies import STUDIES, StudySpec
 from jaxseq.studies.base import REPO_PROFILES
 
-__all__ = ["StudyFolder", "study_folders", "regenerate", "index_markdown", "write_index", "INDEX"]
+__all__ = ["StudyFolder", "study_folders", "regenerate", "folder_records", "folder_summary", "index_markdown",
+           "write_index", "INDEX"]
 
 INDEX = "README.md"
 
@@ -73,10 +75,10 @@ def regenerate(folder: StudyFolder, *, plots: bool = True) -> Path:
     return _writer(folder.spec)(folder.path, plots=plots)
 
 
-def _records(folder: StudyFolder) -> list[dict[str, Any]]:
+def folder_records(folder: StudyFolder) -> list[dict[str, Any]]:
+    """Every record of a study folder: its JSONL lines (a scaling folder's bench ops rows too), or a
+    forecasting folder's per-model `.json` files."""
     if folder.spec.name == "forecasting":
-        import json
-
         return [json.loads(p.read_text()) for p in sorted(folder.path.glob("*.json"))
                 if p.stem.count("-") >= 1 and p.stem.split("-")[0][:1].isupper()]
     recs = read_jsonl(folder.path / folder.spec.results)
@@ -87,7 +89,7 @@ def _records(folder: StudyFolder) -> list[dict[str, Any]]:
 
 def folder_summary(folder: StudyFolder) -> dict[str, str]:
     """A study folder's provenance: date(s), commit(s), host anchor and machine label, as text."""
-    recs = _records(folder)
+    recs = folder_records(folder)
     times = sorted({str(r.get("timestamp") or r.get("written") or "")[:10] for r in recs} - {""})
     commits = sorted({str(r["commit"]) for r in recs if r.get("commit")})
     anchors = [float(r["host_matmul_gflops"]) for r in recs if r.get("host_matmul_gflops")]

@@ -12,10 +12,11 @@ has not run on the machine gives no row, and the page names the command that wou
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+from jaxseq.bench.sweep import machine_fingerprint, machine_slug
+from jaxseq.studies.results import write_index
 from jaxseq.studies.verdict.claims import CLAIMS, judge
 from jaxseq.studies.verdict.findings import (MIXED, NOT_MEASURED, REFUTED, RULE, SUPPORTED, Claim,
                                              ClaimVerdict, Evidence, verdict_of)
@@ -29,8 +30,6 @@ __all__ = ["CLAIMS", "judge", "Claim", "ClaimVerdict", "Evidence", "verdict_of",
 
 def write_all(root: str | Path) -> list[Path]:
     """VERDICT.md in every machine folder under `root` (each with the others beside it) and the index."""
-    from jaxseq.studies.results import write_index
-
     ms = machines(root)
     written = [write_verdict(m, ms) for m in ms]
     write_index(root)
@@ -38,9 +37,6 @@ def write_all(root: str | Path) -> list[Path]:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from jaxseq.bench.sweep import machine_fingerprint, machine_slug
-    from jaxseq.studies.results import write_index
-
     root = Path(args.root)
     if args.readme:
         print(readme_table(root))
@@ -75,9 +71,3 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--readme", action="store_true", help="print the README's verdict table and exit")
     p.set_defaults(func=_cmd)
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jaxseq")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["verdict", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)

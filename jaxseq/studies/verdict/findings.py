@@ -60,7 +60,6 @@ class Claim:
     text: str         # the claim in the story's words
     studies: tuple[str, ...]   # the study folders its evidence comes from
     command: str      # what reproduces it on a machine
-    cost: str         # what that command costs, as measured (or "unmeasured")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +72,7 @@ class ClaimVerdict:
     plots: tuple[str, ...]        # paths relative to the machine folder
     unmeasured: tuple[str, ...]   # what this machine lacks for the claim
     context: tuple[str, ...] = ()  # measured numbers beside the rows that are no evidence either way
+    cost: str = ""                 # the recorded wall time of its studies on this machine, in words
 
     @property
     def verdict(self) -> str:

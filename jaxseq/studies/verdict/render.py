@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from jaxseq.studies.results import study_folders
 from jaxseq.studies.verdict.claims import CLAIMS, judge
 from jaxseq.studies.verdict.findings import RULE, ClaimVerdict
 
@@ -17,8 +18,6 @@ README_END = "<!-- end of verdict table -->"
 
 def machines(root: str | Path) -> list[Path]:
     """The machine folders under a profiles root that hold at least one study folder."""
-    from jaxseq.studies.results import study_folders
-
     names = sorted({f.machine for f in study_folders(root)})
     return [Path(root) / n for n in names]
 
@@ -65,9 +64,7 @@ def verdict_markdown(machine: str | Path, references: Sequence[str | Path] = ())
             L.append("Records: " + "; ".join(v.sources) + ".")
         if v.plots:
             L.append("Plots: " + ", ".join(f"[{Path(p).name}]({p})" for p in v.plots) + ".")
-        from jaxseq.studies.verdict.claims import claim_cost
-
-        L.append(f"Reproduce: `{c.command}`; {claim_cost(machine, c)}.")
+        L.append(f"Reproduce: `{c.command}`; {v.cost}.")
         if v.unmeasured:
             L.append("Not measured here: " + "; ".join(v.unmeasured) + ".")
     L.append("")
